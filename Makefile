@@ -1,0 +1,47 @@
+# `make run`: set up (.venv, install, data) and run the default experiment.  `make test`: set up, run the tests.
+# Both are idempotent: once set up, set-up takes seconds.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# torch/torchvision are installed first, pinned, so pip never picks a different (multi-GB) build.
+TORCH  ?= torch==2.14.1 torchvision==0.29.1
+ARGS   ?=
+DATASET ?= mnist
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test setup data lint format bench clean
+
+run: setup data
+	$(BIN)/python -m lab $(ARGS)
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+setup: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+data: setup
+	$(BIN)/python -m lab.data fetch $(DATASET)
+
+lint: setup
+	$(BIN)/ruff check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: setup data
+	$(BIN)/python scripts/bench_supervised.py cnn_mnist --seeds 0 1 2
+	$(BIN)/python scripts/bench_overhead.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

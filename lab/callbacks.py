@@ -1,0 +1,47 @@
+"""Callbacks: a progress display that suits both terminals and logs."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
+from lightning.pytorch.utilities import rank_zero_only
+
+
+class EpochLines(ProgressBar):
+    """Plain progress for CI, pipes and log files: one line per epoch with its metrics and time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._enabled = True
+        self._t0 = 0.0
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._t0 = time.perf_counter()
+
+    @rank_zero_only
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self._enabled:
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
+                   if v.numel() == 1 and not k.endswith("_step")}
+        shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
+        total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else "?"
+        print(f"epoch {trainer.current_epoch + 1}/{total} step {trainer.global_step} "
+              f"{shown} ({time.perf_counter() - self._t0:.1f} s)", flush=True)
+
+
+def progress_bar(plain: bool | None = None) -> ProgressBar:
+    """A rich bar on a terminal; one line per epoch when `plain` (auto: not a TTY, or under CI)."""
+    if plain is None:
+        plain = not sys.stdout.isatty() or bool(os.environ.get("CI"))
+    return EpochLines() if plain else RichProgressBar()

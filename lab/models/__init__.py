@@ -1,0 +1,5 @@
+"""LightningModules for supervised learning."""
+
+from lab.models.classifier import Classifier
+
+__all__ = ["Classifier"]

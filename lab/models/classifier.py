@@ -1,0 +1,139 @@
+"""Image/sequence classifier: any backbone + a linear head, trained with cross-entropy."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from torch import nn
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
+
+from lab.logging import save_and_log_figure
+
+
+class Classifier(LightningModule):
+    """backbone (B, ...) -> (B, out_features) -> Linear -> (B, num_classes) logits.
+
+    Loss: cross-entropy (optional label smoothing) + l1_weight * sum |w| over weight matrices.
+    Weight decay belongs to the optimizer node (`model.optimizer.weight_decay`).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        num_classes: int = 10,
+        label_smoothing: float = 0.0,
+        l1_weight: float = 0.0,
+        class_names: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["backbone", "optimizer", "scheduler"], logger=False)
+        if num_classes < 2:
+            raise ValueError(f"model.num_classes={num_classes} must be at least 2.")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"model.label_smoothing={label_smoothing} must be in [0, 1).")
+        if l1_weight < 0:
+            raise ValueError(f"model.l1_weight={l1_weight} must be >= 0.")
+        self.backbone = backbone
+        self.head = nn.Linear(backbone.out_features, num_classes)
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.label_smoothing, self.l1_weight = label_smoothing, l1_weight
+        self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+
+        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_f1 = MulticlassF1Score(num_classes, average="macro")
+        self.test_f1 = MulticlassF1Score(num_classes, average="macro")
+        self.test_confmat = MulticlassConfusionMatrix(num_classes)
+        self.val_acc_best = MaxMetric()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))  # (B, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate-layer features (B, out_features), e.g. for a feature-space distance."""
+        return self.backbone(x)
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        return loss, logits.argmax(-1), y
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, preds, y = self._step(batch)
+        if self.l1_weight > 0:
+            l1 = sum(p.abs().sum() for n, p in self.named_parameters() if p.dim() > 1)
+            loss = loss + self.l1_weight * l1
+        self.train_loss(loss)
+        self.train_acc(preds, y)
+        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def on_train_start(self) -> None:
+        # Lightning's sanity check runs validation before training; do not let it set the best.
+        self.val_acc_best.reset()
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        loss, preds, y = self._step(batch)
+        self.val_loss(loss)
+        self.val_acc(preds, y)
+        self.val_f1(preds, y)
+        self.log("val/loss", self.val_loss, on_epoch=True, prog_bar=True)
+        self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
+        self.log("val/f1", self.val_f1, on_epoch=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self.val_acc_best(self.val_acc.compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        loss, preds, y = self._step(batch)
+        self.test_loss(loss)
+        self.test_acc(preds, y)
+        self.test_f1(preds, y)
+        self.test_confmat(preds, y)
+        self.log("test/loss", self.test_loss, on_epoch=True)
+        self.log("test/acc", self.test_acc, on_epoch=True)
+        self.log("test/f1", self.test_f1, on_epoch=True)
+
+    def on_test_epoch_end(self) -> None:
+        confmat = self.test_confmat.compute()  # synced across processes
+        self.test_confmat.reset()
+        if self.trainer.is_global_zero and not self.trainer.sanity_checking:
+            fig, _ = MulticlassConfusionMatrix(len(self.class_names)).plot(val=confmat.cpu(), labels=self.class_names)
+            fig.set_size_inches(7, 6)
+            out = Path(self.trainer.default_root_dir) / "test_confusion_matrix.png"
+            save_and_log_figure(self.loggers, "test/confusion_matrix", fig, out, self.global_step)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return {"optimizer": optimizer}
+        return {"optimizer": optimizer, "lr_scheduler": self._scheduler_config(optimizer)}
+
+    def _scheduler_config(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        """Fill in what a scheduler needs from the trainer (run length), and how Lightning steps it."""
+        factory = self.scheduler_factory
+        target = factory.func if isinstance(factory, functools.partial) else factory
+        given = factory.keywords if isinstance(factory, functools.partial) else {}
+        sched = torch.optim.lr_scheduler
+        if target is sched.OneCycleLR:
+            extra = {} if "total_steps" in given else {"total_steps": int(self.trainer.estimated_stepping_batches)}
+            return {"scheduler": factory(optimizer, **extra), "interval": "step"}
+        if target is sched.CosineAnnealingLR and "T_max" not in given:
+            return {"scheduler": factory(optimizer, T_max=max(1, self.trainer.max_epochs or 1)), "interval": "epoch"}
+        if target is sched.ReduceLROnPlateau:
+            return {"scheduler": factory(optimizer), "monitor": "val/loss", "interval": "epoch"}
+        return {"scheduler": factory(optimizer), "interval": "epoch"}

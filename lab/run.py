@@ -1,0 +1,185 @@
+"""The one wiring place: config -> data, model, callbacks, loggers, trainer -> fit / test / eval.
+
+The CLI (`python -m lab`) and the tests both call `run(cfg)`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.types import RunMode
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer, seed_everything
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from lab.errors import ConfigError
+from lab.logging import WandbLogger, finish_wandb
+from lab.validate import validate
+
+log = logging.getLogger("lab")
+
+WANDB_ID_FILE = "wandb_run_id"
+
+
+def instantiate(node: DictConfig, key: str, **kwargs: Any) -> Any:
+    """hydra.utils.instantiate, turning a constructor's ValueError into a ConfigError that names the key."""
+    try:
+        # plain Python containers, so checkpoints (hyperparameters) load with torch's weights_only
+        return hydra.utils.instantiate(node, _convert_="all", **kwargs)
+    except InstantiationException as e:
+        cause: BaseException = e
+        while isinstance(cause, InstantiationException) and cause.__cause__ is not None:
+            cause = cause.__cause__
+        if isinstance(cause, ValueError):
+            raise ConfigError(f"Invalid config under `{key}`: {cause}") from None
+        raise
+
+
+def find_resume_checkpoint(cfg: DictConfig) -> Path:
+    """The newest `last.ckpt` among this experiment's earlier runs (or ckpt_path when given)."""
+    if cfg.ckpt_path:
+        return Path(cfg.ckpt_path)
+    base = Path(cfg.paths.log_dir) / cfg.task_name
+    found = sorted(base.glob("**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise ConfigError(f"resume=true, but no checkpoints/last.ckpt exists under {base} for task_name="
+                          f"{cfg.task_name!r}; start the run without resume=true, or pass ckpt_path=<file>.")
+    return found[-1]
+
+
+def sweep_group(cfg: DictConfig) -> str | None:
+    """One W&B group per Hydra multirun: <task_name>-<sweep folder>."""
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return f"{cfg.task_name}-{Path(HydraConfig.get().sweep.dir).name}"
+    return None
+
+
+def build_loggers(cfg: DictConfig, output_dir: Path) -> list[Logger]:
+    loggers: list[Logger] = []
+    for key, node in (cfg.get("logger") or {}).items():
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            continue
+        extra: dict[str, Any] = {}
+        if node._target_ == "lab.logging.WandbLogger":
+            id_file = output_dir / WANDB_ID_FILE
+            if node.get("id") is None and cfg.resume and id_file.is_file():
+                extra["id"] = id_file.read_text().strip()  # continue the same W&B run
+            if node.get("group") is None:
+                extra["group"] = sweep_group(cfg)
+        loggers.append(instantiate(node, f"logger.{key}", **extra))
+    return loggers
+
+
+def build_callbacks(cfg: DictConfig, has_logger: bool) -> list[Callback]:
+    callbacks = []
+    for key, node in (cfg.get("callbacks") or {}).items():
+        if isinstance(node, DictConfig) and "_target_" in node:
+            cb = instantiate(node, f"callbacks.{key}")
+            if isinstance(cb, LearningRateMonitor) and not has_logger:
+                continue  # it refuses to run without a logger, and there is nothing to show
+            callbacks.append(cb)
+    return callbacks
+
+
+def check_model_fits_data(model: LightningModule, datamodule: LightningDataModule, cfg: DictConfig) -> None:
+    """One dummy forward pass, so a backbone that does not fit the data fails before training."""
+    shape = getattr(datamodule, "input_shape", None)
+    if shape is None:
+        return
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(2, *shape))
+    except Exception as e:
+        raise ConfigError(
+            f"The model does not fit the data: backbone `{cfg.backbone._target_}` cannot take inputs of shape "
+            f"{tuple(shape)} from data `{cfg.data._target_}` ({e}). Check backbone sizes such as "
+            "backbone.input_size / image_size / in_channels against the data, or pick a matching experiment."
+        ) from None
+    finally:
+        model.train(was_training)
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if not isinstance(v, torch.Tensor) or v.numel() == 1}
+
+
+def print_metrics(metrics: dict[str, float]) -> None:
+    print("Final metrics:")
+    for k in sorted(metrics):
+        print(f"  {k}: {metrics[k]:.6g}")
+
+
+def _single_log_stream() -> None:
+    """`import lightning` adds its own console handler that also propagates to the root logger;
+    under Hydra (which configures the root) every Lightning message would print twice."""
+    if logging.getLogger().handlers:
+        lightning_logger = logging.getLogger("lightning")
+        for h in list(lightning_logger.handlers):
+            if type(h) is logging.StreamHandler:
+                lightning_logger.removeHandler(h)
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Run one experiment as configured; returns its final metrics (train, val and test)."""
+    _single_log_stream()
+    validate(cfg)
+    if cfg.mode == "train" and cfg.resume:
+        ckpt = find_resume_checkpoint(cfg)
+        with open_dict(cfg):
+            cfg.ckpt_path = str(ckpt)
+            if ckpt.parent.name == "checkpoints":  # keep writing into the run being continued
+                cfg.paths.output_dir = str(ckpt.parent.parent)
+        log.info("Resuming from %s", ckpt)
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    seed_everything(cfg.seed, workers=True)
+    datamodule: LightningDataModule = instantiate(cfg.data, "data")
+    model: LightningModule = instantiate(cfg.model, "model")
+    check_model_fits_data(model, datamodule, cfg)
+    loggers = build_loggers(cfg, output_dir)
+    callbacks = build_callbacks(cfg, has_logger=bool(loggers))
+    trainer: Trainer = instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+
+    if trainer.is_global_zero:
+        config = OmegaConf.to_container(cfg, resolve=True)
+        for lg in loggers:
+            lg.log_hyperparams(config)
+            if isinstance(lg, WandbLogger):
+                (output_dir / WANDB_ID_FILE).write_text(lg.experiment.id)
+    log.info("Outputs in %s", output_dir)
+
+    metrics: dict[str, float] = {}
+    try:
+        if cfg.mode == "train":
+            trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+            metrics.update(_scalars(trainer.callback_metrics))
+            if cfg.test:
+                best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+                trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+                metrics.update(_scalars(trainer.callback_metrics))
+        else:
+            try:
+                trainer.test(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+            except RuntimeError as e:
+                if "state_dict" not in str(e):
+                    raise
+                raise ConfigError(
+                    f"ckpt_path={cfg.ckpt_path!r} does not match the configured model: {str(e).splitlines()[0]} "
+                    "Evaluate with the same experiment and overrides the checkpoint was trained with."
+                ) from None
+            metrics.update(_scalars(trainer.callback_metrics))
+    finally:
+        finish_wandb()
+    if trainer.is_global_zero:
+        print_metrics(metrics)
+    return metrics

@@ -1,0 +1,85 @@
+"""Checks on a composed config that must fail before anything is built or trained."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
+
+from lab.errors import ConfigError
+from lab.paths import CONFIG_DIR
+
+
+def group_options(group: str) -> list[str]:
+    """The config files of a group (e.g. 'model/optimizer'), the valid choices for `group=<name>`."""
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+def _get(cfg: DictConfig, key: str) -> Any:
+    return OmegaConf.select(cfg, key, default=None)
+
+
+def _check_choice(cfg: DictConfig, key: str, choices: tuple[str, ...]) -> None:
+    value = _get(cfg, key)
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r} is not valid; valid choices: {', '.join(choices)}.")
+
+
+def _check_number(cfg: DictConfig, key: str, minimum: float, integer: bool = False, strict: bool = True) -> None:
+    value = _get(cfg, key)
+    if value is None:
+        return
+    kind = "an integer" if integer else "a number"
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type or (value <= minimum if strict else value < minimum):
+        bound = f"> {minimum}" if strict else f">= {minimum}"
+        raise ConfigError(f"{key}={value!r} is not valid: it must be {kind} {bound}.")
+
+
+def _check_target(cfg: DictConfig, key: str, base: tuple[type, ...], group: str) -> None:
+    node = _get(cfg, key)
+    if node is None:
+        return
+    target = node.get("_target_") if isinstance(node, DictConfig) else None
+    valid = f"choose one with `{group}=<name>`: {', '.join(group_options(group))}"
+    try:
+        cls = get_class(str(target))
+    except Exception:
+        raise ConfigError(f"{key}._target_={target!r} cannot be imported; {valid}.") from None
+    if not issubclass(cls, base):
+        raise ConfigError(f"{key}._target_={target!r} is not a {' or '.join(b.__name__ for b in base)}; {valid}.")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError naming the key, the value and the valid choices for the first problem found."""
+    _check_choice(cfg, "mode", ("train", "eval"))
+    _check_choice(cfg, "optimized_mode", ("max", "min"))
+    if not isinstance(_get(cfg, "resume"), bool):
+        raise ConfigError(f"resume={_get(cfg, 'resume')!r} is not valid; valid choices: true, false.")
+    ckpt = _get(cfg, "ckpt_path")
+    if cfg.mode == "eval" and not ckpt:
+        raise ConfigError("mode=eval needs ckpt_path=<path to a .ckpt file> (e.g. a run's checkpoints/last.ckpt).")
+    if ckpt and not Path(str(ckpt)).is_file():
+        raise ConfigError(f"ckpt_path={ckpt!r} is not a file; pass the path of a .ckpt from a run's checkpoints/ folder.")
+    _check_number(cfg, "seed", 0, integer=True, strict=False)
+
+    _check_number(cfg, "data.batch_size", 0, integer=True)
+    _check_number(cfg, "data.eval_batch_size", 0, integer=True)
+    _check_number(cfg, "data.num_workers", 0, integer=True, strict=False)
+    for key in ("trainer.max_epochs", "trainer.min_epochs"):
+        value = _get(cfg, key)
+        max_steps = _get(cfg, "trainer.max_steps") or -1
+        # -1 is Lightning's "no epoch limit", accepted only when max_steps bounds the run.
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0) and not (
+            value == -1 and key == "trainer.max_epochs" and max_steps > 0
+        ):
+            raise ConfigError(f"{key}={value!r} is not valid: it must be an integer >= 0 "
+                              "(or -1 for no limit together with trainer.max_steps > 0).")
+
+    _check_target(cfg, "model.optimizer", (torch.optim.Optimizer,), "model/optimizer")
+    _check_number(cfg, "model.optimizer.lr", 0)
+    _check_target(cfg, "model.scheduler", (torch.optim.lr_scheduler.LRScheduler,
+                                           torch.optim.lr_scheduler.ReduceLROnPlateau), "model/scheduler")

@@ -1,0 +1,72 @@
+"""Shared test helpers: synthetic MNIST-style data and configs composed from the real conf/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+import lab  # noqa: F401  (registers resolvers)
+from lab.data.fetch import SPECS, write_dataset
+from lab.paths import CONFIG_DIR
+
+
+def synthetic_arrays(n_train: int = 400, n_test: int = 100, seed: int = 0) -> dict[str, np.ndarray]:
+    """Learnable 28x28 uint8 images: class k is a bright 6x6 block at a class-specific place, plus noise."""
+    rng = np.random.default_rng(seed)
+
+    def make(n: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.arange(n) % 10
+        rng.shuffle(labels)
+        images = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
+        for i, k in enumerate(labels):
+            r, c = 3 + 8 * (k // 4), 3 + 6 * (k % 4)
+            images[i, r : r + 6, c : c + 6] = 255
+        return images, labels.astype(np.uint8)
+
+    tx, ty = make(n_train)
+    sx, sy = make(n_test)
+    return {"train-images-idx3-ubyte": tx, "train-labels-idx1-ubyte": ty,
+            "t10k-images-idx3-ubyte": sx, "t10k-labels-idx1-ubyte": sy}
+
+
+def write_synthetic_root(root: Path) -> Path:
+    """A data root holding synthetic MNIST and Fashion-MNIST in torchvision's raw layout."""
+    for spec in SPECS.values():
+        write_dataset(root / spec.folder / "raw", synthetic_arrays(seed=len(spec.name)))
+    return root
+
+
+# Shrinks any experiment to a few batches on the synthetic data, with CSV logging only.
+SMOKE = [
+    "data.verify=false",
+    "data.val_size=100",
+    "data.batch_size=32",
+    "data.eval_batch_size=50",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "trainer.accelerator=cpu",
+    "trainer.devices=1",
+    "trainer.num_sanity_val_steps=0",
+    "trainer.log_every_n_steps=1",
+    "trainer.enable_model_summary=false",
+    "logger=csv",
+    "~callbacks.model_summary",
+]
+
+
+def make_cfg(overrides: list[str], tmp_path: Path, data_dir: Path | None, smoke: bool = True) -> DictConfig:
+    """Compose conf/config.yaml with `overrides`, outputs under tmp_path (no Hydra run folder)."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=(SMOKE if smoke else []) + list(overrides))
+    with open_dict(cfg):
+        # the layout of Hydra's run folders: <log_dir>/<task_name>/runs/<run>
+        cfg.paths.log_dir = str(tmp_path / "logs")
+        cfg.paths.output_dir = str(tmp_path / "logs" / cfg.task_name / "runs" / "run")
+        if data_dir is not None:
+            cfg.paths.data_dir = str(data_dir)
+    return cfg

@@ -1,0 +1,105 @@
+"""Every supervised experiment end to end through run(cfg), shrunk to a few batches on synthetic data."""
+
+import math
+from pathlib import Path
+
+import pytest
+from helpers import make_cfg
+
+from lab.errors import ConfigError
+from lab.run import run
+from lab.validate import group_options
+
+EXPERIMENTS = [e for e in group_options("experiment")
+               if e in {"mlp_mnist", "cnn_mnist", "resnet_fashion", "lstm_seqmnist", "gru_seqmnist",
+                        "transformer_seqmnist"}]
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_runs_end_to_end(experiment, tmp_path, data_dir):
+    cfg = make_cfg([f"experiment={experiment}"], tmp_path, data_dir)
+    metrics = run(cfg)
+    for key in ("train/loss", "val/loss", "val/acc", "test/acc", "test/f1"):
+        assert key in metrics and math.isfinite(metrics[key]), key
+    out = Path(cfg.paths.output_dir)
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+    assert (out / "test_confusion_matrix.png").stat().st_size > 0
+    assert (out / "csv" / "version_0" / "metrics.csv").is_file()
+
+
+def test_eval_mode_reproduces_the_test_metrics_of_the_checkpoint(tmp_path, data_dir):
+    cfg = make_cfg(["experiment=mlp_mnist", "trainer.limit_test_batches=null"], tmp_path, data_dir)
+    trained = run(cfg)
+    best = next((Path(cfg.paths.output_dir) / "checkpoints").glob("epoch_*.ckpt"))
+    cfg_eval = make_cfg(["experiment=mlp_mnist", "mode=eval", f"ckpt_path={best}", "trainer.limit_test_batches=null"],
+                        tmp_path / "eval", data_dir)
+    evaluated = run(cfg_eval)
+    assert evaluated["test/acc"] == pytest.approx(trained["test/acc"])
+    assert "train/loss" not in evaluated
+
+
+def test_eval_with_a_checkpoint_of_another_model_is_a_clear_error(tmp_path, data_dir):
+    cfg = make_cfg(["experiment=mlp_mnist", "test=false"], tmp_path, data_dir)
+    run(cfg)
+    ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    bad = make_cfg(["experiment=cnn_mnist", "mode=eval", f"ckpt_path={ckpt}"], tmp_path / "eval", data_dir)
+    with pytest.raises(ConfigError, match="does not match the configured model"):
+        run(bad)
+    assert ckpt.is_file()
+
+
+def test_resume_continues_from_last_checkpoint_in_the_same_run(tmp_path, data_dir):
+    # a one-cycle schedule is fixed by the run length, so extend a run with a constant learning rate
+    first = make_cfg(["experiment=mlp_mnist", "test=false", "model.scheduler=null"], tmp_path, data_dir)
+    run(first)
+    run_dir = Path(first.paths.output_dir)
+    second = make_cfg(["experiment=mlp_mnist", "resume=true", "trainer.max_epochs=2", "test=false",
+                       "model.scheduler=null"],
+                      tmp_path, data_dir)
+    second.paths.output_dir = str(run_dir.parent / "new_run")
+    run(second)
+    import torch
+
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["global_step"] == 6  # 3 batches per epoch, two epochs in all
+    # the first run's CSV log is kept; the continuation writes a new version beside it
+    assert (run_dir / "csv" / "version_0" / "metrics.csv").is_file()
+    assert (run_dir / "csv" / "version_1" / "metrics.csv").is_file()
+
+
+def test_resume_without_an_earlier_run_is_a_clear_error(tmp_path, data_dir):
+    cfg = make_cfg(["experiment=mlp_mnist", "resume=true"], tmp_path, data_dir)
+    with pytest.raises(ConfigError, match="no checkpoints/last.ckpt"):
+        run(cfg)
+
+
+def test_same_seed_same_metrics(tmp_path, data_dir):
+    a = run(make_cfg(["experiment=cnn_mnist", "seed=3"], tmp_path / "a", data_dir))
+    b = run(make_cfg(["experiment=cnn_mnist", "seed=3"], tmp_path / "b", data_dir))
+    c = run(make_cfg(["experiment=cnn_mnist", "seed=4"], tmp_path / "c", data_dir))
+    assert a == b
+    assert a["train/loss"] != c["train/loss"]
+
+
+@pytest.mark.parametrize("scheduler", group_options("model/scheduler"))
+def test_every_scheduler_trains(scheduler, tmp_path, data_dir):
+    metrics = run(make_cfg(["experiment=mlp_mnist", f"model/scheduler={scheduler}", "trainer.max_epochs=2",
+                            "test=false"], tmp_path, data_dir))
+    assert math.isfinite(metrics["train/loss"])
+
+
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (["backbone.input_size=100"], "does not fit the data.*backbone.input_size=100"),
+        (["experiment=transformer_seqmnist", "backbone.d_model=30"], "backbone.d_model=30.*backbone.nhead=4"),
+        (["experiment=lstm_seqmnist", "backbone.hidden_size=0"], "backbone.hidden_size=0"),
+        (["experiment=mlp_mnist", "backbone.hidden_sizes=[64,0]"], "backbone.hidden_sizes"),
+        (["experiment=cnn_mnist", "data=seq_mnist", "backbone=mlp", "backbone.input_size=28"], "does not fit"),
+    ],
+)
+def test_models_that_do_not_fit_fail_before_training(overrides, match, tmp_path, data_dir):
+    cfg = make_cfg(["experiment=mlp_mnist", *overrides], tmp_path, data_dir)
+    with pytest.raises(ConfigError, match=match):
+        run(cfg)
+    assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()

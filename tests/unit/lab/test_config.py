@@ -1,0 +1,128 @@
+"""Every option of every config group composes and instantiates; bad values fail before training."""
+
+import hydra
+import pytest
+import torch
+from helpers import make_cfg
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from lab.errors import ConfigError
+from lab.run import instantiate
+from lab.validate import group_options, validate
+
+
+def test_groups_have_the_expected_options():
+    assert set(group_options("data")) >= {"mnist", "fashion_mnist", "seq_mnist"}
+    assert set(group_options("backbone")) >= {"mlp", "cnn", "resnet", "rnn", "lstm", "gru", "transformer"}
+    assert set(group_options("trainer")) >= {"default", "cpu", "gpu", "ddp", "debug"}
+    assert set(group_options("logger")) >= {"wandb", "csv", "tensorboard", "many", "none"}
+    assert set(group_options("model/optimizer")) >= {"sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta"}
+    assert set(group_options("model/scheduler")) >= {"onecycle", "cosine", "step", "plateau"}
+    assert set(group_options("experiment")) >= {"mlp_mnist", "cnn_mnist", "resnet_fashion", "lstm_seqmnist",
+                                                "gru_seqmnist", "transformer_seqmnist"}
+
+
+@pytest.mark.parametrize("name", group_options("data"))
+@pytest.mark.parametrize("augment", [None, *group_options("data/augment")])
+def test_data_options(name, augment, tmp_path, data_dir):
+    cfg = make_cfg([f"data={name}"] + ([f"data/augment={augment}"] if augment else []), tmp_path, data_dir)
+    dm = instantiate(cfg.data, "data")
+    dm.prepare_data()
+    dm.setup("fit")
+    x, y = dm.train_set[0]
+    assert tuple(x.shape) == dm.input_shape
+
+
+@pytest.mark.parametrize("name", group_options("backbone"))
+def test_backbone_options(name, tmp_path):
+    cfg = make_cfg([f"backbone={name}"], tmp_path, None)
+    net = instantiate(cfg.backbone, "backbone")
+    shape = (28, 28) if name in ("rnn", "lstm", "gru", "transformer") else (1, 28, 28)
+    assert net(torch.zeros(2, *shape)).shape == (2, net.out_features)
+
+
+@pytest.mark.parametrize("optimizer", group_options("model/optimizer"))
+def test_optimizer_options(optimizer, tmp_path):
+    cfg = make_cfg([f"model/optimizer={optimizer}", "backbone=mlp"], tmp_path, None)
+    model = instantiate(cfg.model, "model")
+    opt = model.configure_optimizers()["optimizer"]
+    assert isinstance(opt, torch.optim.Optimizer) and opt.defaults["lr"] == cfg.model.optimizer.lr
+
+
+@pytest.mark.parametrize("scheduler", group_options("model/scheduler"))
+def test_scheduler_options(scheduler, tmp_path):
+    cfg = make_cfg([f"model/scheduler={scheduler}"], tmp_path, None)
+    factory = hydra.utils.instantiate(cfg.model.scheduler)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    extra = {"onecycle": {"total_steps": 10}, "cosine": {"T_max": 10}}.get(scheduler, {})
+    sched = factory(opt, **extra)
+    assert sched.optimizer is opt
+
+
+@pytest.mark.parametrize("name", group_options("trainer"))
+def test_trainer_options(name, tmp_path):
+    cfg = make_cfg([f"trainer={name}"], tmp_path, None, smoke=False)
+    if name == "gpu" and not torch.cuda.is_available():
+        with pytest.raises(Exception, match="(?i)gpu|cuda"):
+            instantiate(cfg.trainer, "trainer", logger=False)
+        return
+    trainer = instantiate(cfg.trainer, "trainer", logger=False)
+    assert trainer.max_epochs == cfg.trainer.max_epochs
+
+
+@pytest.mark.parametrize("name", group_options("logger"))
+def test_logger_options(name, tmp_path):
+    cfg = make_cfg([f"logger={name}"], tmp_path, None, smoke=False)
+    loggers = [instantiate(node, f"logger.{k}") for k, node in (cfg.logger or {}).items()]
+    expected = {"none": 0, "many": 3, "default": 2}.get(name, 1)
+    assert len(loggers) == expected
+
+
+def test_callbacks_default(tmp_path):
+    cfg = make_cfg([], tmp_path, None, smoke=False)
+    callbacks = [instantiate(node, f"callbacks.{k}") for k, node in cfg.callbacks.items()]
+    assert len(callbacks) == 5
+
+
+@pytest.mark.parametrize("name", group_options("experiment"))
+def test_experiment_options(name, tmp_path, data_dir):
+    cfg = make_cfg([f"experiment={name}"], tmp_path, data_dir)
+    assert cfg.task_name == name
+    validate(cfg)
+    assert instantiate(cfg.model, "model") is not None and instantiate(cfg.data, "data") is not None
+    OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+
+
+def test_unknown_experiment_lists_the_valid_ones(tmp_path):
+    with pytest.raises(ConfigCompositionException) as e:
+        make_cfg(["experiment=cnn_mnistt"], tmp_path, None)
+    assert "cnn_mnist" in str(e.value) and "lstm_seqmnist" in str(e.value)
+
+
+def test_unknown_optimizer_option_lists_the_valid_ones(tmp_path):
+    with pytest.raises(ConfigCompositionException) as e:
+        make_cfg(["model/optimizer=lamb"], tmp_path, None)
+    assert "adamw" in str(e.value) and "rmsprop" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "override,match",
+    [
+        ("data.batch_size=0", "data.batch_size=0"),
+        ("data.batch_size=-8", "data.batch_size=-8"),
+        ("model.optimizer.lr=0", "model.optimizer.lr=0"),
+        ("model.optimizer.lr=-1e-3", "model.optimizer.lr=-0.001"),
+        ("trainer.max_epochs=-3", "trainer.max_epochs=-3"),
+        ("model.optimizer._target_=torch.optim.Lamb", "model.optimizer._target_='torch.optim.Lamb'.*adamw"),
+        ("model.optimizer._target_=torch.nn.Linear", "is not a Optimizer"),
+        ("mode=trian", "mode='trian'.*train, eval"),
+        ("mode=eval", "mode=eval needs ckpt_path"),
+        ("ckpt_path=/no/such.ckpt", "ckpt_path='/no/such.ckpt' is not a file"),
+        ("resume=maybe", "resume='maybe'"),
+    ],
+)
+def test_invalid_values_fail_validation(override, match, tmp_path):
+    cfg = make_cfg([override], tmp_path, None)
+    with pytest.raises(ConfigError, match=match):
+        validate(cfg)
