@@ -5,6 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # torch/torchvision are installed first, pinned, so pip never picks a different (multi-GB) build.
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
+EXPERIMENT ?= cnn_mnist
 ARGS   ?=
 DATASET ?= mnist
 STAMP  := $(VENV)/.installed
@@ -12,7 +13,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: run test setup data lint format bench clean
 
 run: setup data
-	$(BIN)/python -m lab $(ARGS)
+	$(BIN)/python -m lab experiment=$(EXPERIMENT) $(ARGS)
 
 test: setup
 	$(BIN)/ruff check .
@@ -40,7 +41,7 @@ format: setup
 	$(BIN)/ruff check --fix .
 
 bench: setup data
-	$(BIN)/python scripts/bench_supervised.py cnn_mnist --seeds 0 1 2
+	$(BIN)/python scripts/bench.py cnn_mnist --seeds 0 1 2
 	$(BIN)/python scripts/bench_overhead.py
 
 clean:

@@ -1,0 +1,1 @@
+"""Generative models (VAE and GAN families) and their sample-quality metrics."""

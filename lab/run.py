@@ -89,23 +89,14 @@ def build_callbacks(cfg: DictConfig, has_logger: bool) -> list[Callback]:
 
 
 def check_model_fits_data(model: LightningModule, datamodule: LightningDataModule, cfg: DictConfig) -> None:
-    """One dummy forward pass, so a backbone that does not fit the data fails before training."""
-    shape = getattr(datamodule, "input_shape", None)
-    if shape is None:
+    """Modules that define `check_data(datamodule)` check there, before training, that they fit the data."""
+    check = getattr(model, "check_data", None)
+    if check is None:
         return
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
-            model(torch.zeros(2, *shape))
-    except Exception as e:
-        raise ConfigError(
-            f"The model does not fit the data: backbone `{cfg.backbone._target_}` cannot take inputs of shape "
-            f"{tuple(shape)} from data `{cfg.data._target_}` ({e}). Check backbone sizes such as "
-            "backbone.input_size / image_size / in_channels against the data, or pick a matching experiment."
-        ) from None
-    finally:
-        model.train(was_training)
+        check(datamodule)
+    except (ValueError, FileNotFoundError) as e:
+        raise ConfigError(f"The model `{cfg.model._target_}` does not fit the data `{cfg.data._target_}`: {e}") from None
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:

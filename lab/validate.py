@@ -79,7 +79,8 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={value!r} is not valid: it must be an integer >= 0 "
                               "(or -1 for no limit together with trainer.max_steps > 0).")
 
-    _check_target(cfg, "model.optimizer", (torch.optim.Optimizer,), "model/optimizer")
-    _check_number(cfg, "model.optimizer.lr", 0)
+    for key in ("model.optimizer", "model.optimizer_g", "model.optimizer_d"):  # GANs have two
+        _check_target(cfg, key, (torch.optim.Optimizer,), "model/optimizer")
+        _check_number(cfg, f"{key}.lr", 0)
     _check_target(cfg, "model.scheduler", (torch.optim.lr_scheduler.LRScheduler,
                                            torch.optim.lr_scheduler.ReduceLROnPlateau), "model/scheduler")

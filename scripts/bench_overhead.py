@@ -45,7 +45,7 @@ def plain_epoch(cfg) -> tuple[float, float]:
     sched = hydra.utils.instantiate(cfg.model.scheduler)(opt, total_steps=len(loader))
     model.train()
     for x, y in loader:
-        loss = F.cross_entropy(model(x), y)
+        loss = F.cross_entropy(model(x), y, label_smoothing=model.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

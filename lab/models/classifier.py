@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
+from lightning.pytorch import LightningDataModule, LightningModule
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from lab.logging import save_and_log_figure
+from lab.models.optim import configure
 
 
 class Classifier(LightningModule):
@@ -59,6 +59,22 @@ class Classifier(LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))  # (B, num_classes)
+
+    def check_data(self, datamodule: LightningDataModule) -> None:
+        """Called by lab.run before training: one dummy forward pass with the data's input shape."""
+        shape = tuple(getattr(datamodule, "input_shape", ()))
+        if not shape:
+            return
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                self(torch.zeros(2, *shape))
+        except Exception as e:
+            raise ValueError(f"the backbone cannot take inputs of shape {shape} from the data ({e}). Check backbone "
+                             "sizes such as backbone.input_size / image_size / in_channels against the data.") from None
+        finally:
+            self.train(was_training)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate-layer features (B, out_features), e.g. for a feature-space distance."""
@@ -118,22 +134,4 @@ class Classifier(LightningModule):
             save_and_log_figure(self.loggers, "test/confusion_matrix", fig, out, self.global_step)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = self.optimizer_factory(params=self.parameters())
-        if self.scheduler_factory is None:
-            return {"optimizer": optimizer}
-        return {"optimizer": optimizer, "lr_scheduler": self._scheduler_config(optimizer)}
-
-    def _scheduler_config(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-        """Fill in what a scheduler needs from the trainer (run length), and how Lightning steps it."""
-        factory = self.scheduler_factory
-        target = factory.func if isinstance(factory, functools.partial) else factory
-        given = factory.keywords if isinstance(factory, functools.partial) else {}
-        sched = torch.optim.lr_scheduler
-        if target is sched.OneCycleLR:
-            extra = {} if "total_steps" in given else {"total_steps": int(self.trainer.estimated_stepping_batches)}
-            return {"scheduler": factory(optimizer, **extra), "interval": "step"}
-        if target is sched.CosineAnnealingLR and "T_max" not in given:
-            return {"scheduler": factory(optimizer, T_max=max(1, self.trainer.max_epochs or 1)), "interval": "epoch"}
-        if target is sched.ReduceLROnPlateau:
-            return {"scheduler": factory(optimizer), "monitor": "val/loss", "interval": "epoch"}
-        return {"scheduler": factory(optimizer), "interval": "epoch"}
+        return configure(self.optimizer_factory, self.scheduler_factory, self.parameters(), self.trainer)

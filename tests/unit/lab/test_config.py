@@ -117,12 +117,13 @@ def test_unknown_optimizer_option_lists_the_valid_ones(tmp_path):
         ("model.optimizer._target_=torch.optim.Lamb", "model.optimizer._target_='torch.optim.Lamb'.*adamw"),
         ("model.optimizer._target_=torch.nn.Linear", "is not a Optimizer"),
         ("mode=trian", "mode='trian'.*train, eval"),
+        ("experiment=gan_mnist model.optimizer_d.lr=0", "model.optimizer_d.lr=0"),
         ("mode=eval", "mode=eval needs ckpt_path"),
         ("ckpt_path=/no/such.ckpt", "ckpt_path='/no/such.ckpt' is not a file"),
         ("resume=maybe", "resume='maybe'"),
     ],
 )
 def test_invalid_values_fail_validation(override, match, tmp_path):
-    cfg = make_cfg([override], tmp_path, None)
+    cfg = make_cfg(override.split(), tmp_path, None)
     with pytest.raises(ConfigError, match=match):
         validate(cfg)

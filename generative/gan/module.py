@@ -1,0 +1,180 @@
+"""GANs as a LightningModule with manual optimization: one discriminator (critic) step per batch,
+one generator step every `n_critic` batches, each under `toggled_optimizer` so only that
+network's parameters receive gradients. Optional EMA of the generator weights for sampling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from lightning.pytorch import LightningDataModule, LightningModule
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from generative.gan.losses import LOSSES, discriminator_loss, generator_loss, gradient_penalty
+from generative.media import log_grid
+from generative.quality import SampleQuality, fid_floor_from_datamodule
+
+
+class GAN(LightningModule):
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        optimizer_g: Callable[..., torch.optim.Optimizer],
+        optimizer_d: Callable[..., torch.optim.Optimizer],
+        loss: str = "non_saturating",
+        n_critic: int = 1,
+        gp_weight: float = 10.0,
+        ema_decay: float | None = 0.999,
+        quality_dataset: str | None = "mnist",
+        val_samples: int = 5000,
+        test_samples: int = 10000,
+        grid_size: int = 64,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["generator", "discriminator", "optimizer_g", "optimizer_d"], logger=False)
+        if loss not in LOSSES:
+            raise ValueError(f"model.loss={loss!r} is not valid; valid choices: {', '.join(LOSSES)}.")
+        if not isinstance(n_critic, int) or n_critic < 1:
+            raise ValueError(f"model.n_critic={n_critic!r} must be an integer >= 1.")
+        if ema_decay is not None and not 0.0 < ema_decay < 1.0:
+            raise ValueError(f"model.ema_decay={ema_decay!r} must be in (0, 1), or null for no EMA.")
+        self.automatic_optimization = False
+        self.generator, self.discriminator = generator, discriminator
+        self.optimizer_g, self.optimizer_d = optimizer_g, optimizer_d
+        self.loss_name, self.n_critic, self.gp_weight = loss, n_critic, gp_weight
+        self.latent_dim, self.num_classes = generator.latent_dim, generator.num_classes
+        if self.num_classes != getattr(discriminator, "num_classes", 0):
+            raise ValueError(f"model.generator.num_classes={self.num_classes} and model.discriminator.num_classes="
+                             f"{discriminator.num_classes} must agree.")
+        self.generator_ema = (AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+                              if ema_decay is not None else None)
+        g = torch.Generator().manual_seed(0)
+        self.register_buffer("fixed_z", torch.randn(grid_size, self.latent_dim, generator=g))
+        # conditional grids: one row per class
+        self.register_buffer("fixed_y", torch.arange(grid_size) // max(1, grid_size // max(1, self.num_classes))
+                             % max(1, self.num_classes))
+        # Built when needed and kept out of the module's children, so it is never in a checkpoint.
+        self._quality: list[SampleQuality] = []
+
+    # ---- checks and sampling -----------------------------------------------------------------------------
+    def check_data(self, datamodule: LightningDataModule) -> None:
+        """Called by lab.run before training: images in [-1, 1] (tanh output) of the generator's size."""
+        if getattr(datamodule, "normalize", "symmetric") != "symmetric":
+            raise ValueError(f"data.normalize={datamodule.normalize!r} does not suit a GAN, whose generator ends in "
+                             "tanh; set data.normalize=symmetric ([-1, 1]).")
+        shape = tuple(getattr(datamodule, "input_shape", self.generator.output_shape))
+        if shape != tuple(self.generator.output_shape):
+            raise ValueError(f"the data gives images of shape {shape} but the generator makes "
+                             f"{tuple(self.generator.output_shape)} (model.generator.image_size / channels).")
+        _ = self.quality  # load the quality classifier now, so a missing one fails before training
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.generator(z, y if self.num_classes else None)
+
+    @torch.no_grad()
+    def sample(self, n: int, y: torch.Tensor | None = None, z: torch.Tensor | None = None) -> torch.Tensor:
+        """n images in [0, 1] from the EMA generator (or the generator), in eval mode."""
+        net = self.generator_ema.module if self.generator_ema is not None else self.generator
+        was_training = net.training
+        net.eval()
+        z = torch.randn(n, self.latent_dim, device=self.device) if z is None else z
+        if self.num_classes and y is None:
+            y = torch.arange(n, device=self.device) % self.num_classes
+        out = net(z, y if self.num_classes else None)
+        net.train(was_training)
+        return out * 0.5 + 0.5
+
+    @property
+    def quality(self) -> SampleQuality | None:
+        if not self._quality and self.hparams.quality_dataset:
+            self._quality.append(SampleQuality(self.hparams.quality_dataset).to(self.device))
+        return self._quality[0] if self._quality else None
+
+    # ---- training ----------------------------------------------------------------------------------------
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, labels = batch
+        y = labels if self.num_classes else None
+        opt_g, opt_d = self.optimizers()
+        b = x.shape[0]
+
+        with self.toggled_optimizer(opt_d):
+            fake = self.generator(torch.randn(b, self.latent_dim, device=self.device), y).detach()
+            d_real, d_fake = self.discriminator(x, y), self.discriminator(fake, y)
+            loss_d = discriminator_loss(self.loss_name, d_real, d_fake)
+            if self.loss_name == "wgan_gp":
+                gp = gradient_penalty(lambda t: self.discriminator(t, y), x, fake)
+                loss_d = loss_d + self.gp_weight * gp
+                self.log("train/gp", gp, on_step=True, on_epoch=True)
+            opt_d.zero_grad(set_to_none=True)
+            self.manual_backward(loss_d)
+            opt_d.step()
+        self.log_dict({"train/d_loss": loss_d, "train/d_real": d_real.mean(), "train/d_fake": d_fake.mean()},
+                      on_step=True, on_epoch=True, prog_bar=True)
+
+        if (batch_idx + 1) % self.n_critic == 0:
+            with self.toggled_optimizer(opt_g):
+                fake = self.generator(torch.randn(b, self.latent_dim, device=self.device), y)
+                loss_g = generator_loss(self.loss_name, self.discriminator(fake, y))
+                opt_g.zero_grad(set_to_none=True)
+                self.manual_backward(loss_g)
+                opt_g.step()
+            if self.generator_ema is not None:
+                self.generator_ema.update_parameters(self.generator)
+            self.log("train/g_loss", loss_g, on_step=True, on_epoch=True, prog_bar=True)
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.optimizer_g(params=self.generator.parameters()),
+                self.optimizer_d(params=self.discriminator.parameters())]
+
+    # ---- evaluation: FID each validation epoch, full figures at test ------------------------------------
+    def _generate_into(self, quality: SampleQuality, n: int) -> None:
+        done = 0
+        while done < n:
+            quality.update_fake(self.sample(min(1000, n - done)))
+            done += min(1000, n - done)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        quality = self.quality
+        if self.trainer.sanity_checking or quality is None or self._val_real_done:
+            return
+        quality.update_real(batch[0] * 0.5 + 0.5)
+
+    def on_validation_epoch_start(self) -> None:
+        quality = self.quality
+        self._val_real_done = quality is not None and quality.has_real()
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        y = self.fixed_y if self.num_classes else None
+        log_grid(self, self.sample(len(self.fixed_z), y=y, z=self.fixed_z), "samples")
+        quality = self.quality
+        if quality is None or not quality.has_real():
+            return
+        self._generate_into(quality, self.hparams.val_samples)
+        figures = quality.compute()
+        quality.reset_fake()
+        self.log_dict({f"val/{k}": v for k, v in figures.items()}, prog_bar=False)
+        self.log("val/fid", figures["fid"], prog_bar=True)
+
+    def on_test_epoch_start(self) -> None:
+        if self.quality is not None:
+            self.quality.reset_all()  # the test set replaces the validation images
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        if self.quality is not None:
+            self.quality.update_real(batch[0] * 0.5 + 0.5)
+
+    def on_test_epoch_end(self) -> None:
+        quality = self.quality
+        if quality is None or not quality.has_real():
+            return
+        self._generate_into(quality, self.hparams.test_samples)
+        figures = quality.compute()
+        figures["fid_floor"] = fid_floor_from_datamodule(quality, self.trainer.datamodule,
+                                                         self.hparams.test_samples, self.device)
+        quality.reset_all()  # validation (if any follows) collects its real images again
+        self.log_dict({f"test/{k}": v for k, v in figures.items()})

@@ -1,0 +1,40 @@
+"""Optimizers and schedulers from `_partial_` config nodes, shared by every LightningModule."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from lightning.pytorch import Trainer
+
+
+def scheduler_config(factory: Callable[..., Any], optimizer: torch.optim.Optimizer, trainer: Trainer,
+                     name: str = "train/lr") -> dict[str, Any]:
+    """Fill in what a scheduler needs from the trainer (the run's length), and how Lightning steps it.
+    `name` is the key under which LearningRateMonitor logs the learning rate."""
+    return {**_stepping(factory, optimizer, trainer), "name": name}
+
+
+def _stepping(factory: Callable[..., Any], optimizer: torch.optim.Optimizer, trainer: Trainer) -> dict[str, Any]:
+    target = factory.func if isinstance(factory, functools.partial) else factory
+    given = factory.keywords if isinstance(factory, functools.partial) else {}
+    sched = torch.optim.lr_scheduler
+    if target is sched.OneCycleLR:
+        extra = {} if "total_steps" in given else {"total_steps": max(1, int(trainer.estimated_stepping_batches))}
+        return {"scheduler": factory(optimizer, **extra), "interval": "step"}
+    if target is sched.CosineAnnealingLR and "T_max" not in given:
+        return {"scheduler": factory(optimizer, T_max=max(1, trainer.max_epochs or 1)), "interval": "epoch"}
+    if target is sched.ReduceLROnPlateau:
+        return {"scheduler": factory(optimizer), "monitor": "val/loss", "interval": "epoch"}
+    return {"scheduler": factory(optimizer), "interval": "epoch"}
+
+
+def configure(optimizer: Callable[..., torch.optim.Optimizer], scheduler: Callable[..., Any] | None,
+              params: Iterable[torch.nn.Parameter], trainer: Trainer) -> dict[str, Any]:
+    """What `configure_optimizers` returns for one optimizer and an optional scheduler."""
+    opt = optimizer(params=params)
+    if scheduler is None:
+        return {"optimizer": opt}
+    return {"optimizer": opt, "lr_scheduler": scheduler_config(scheduler, opt, trainer)}

@@ -1,0 +1,65 @@
+"""Every generative experiment end to end through run(cfg), shrunk, on synthetic data."""
+
+import math
+from pathlib import Path
+
+import pytest
+from helpers import make_cfg
+
+from lab.errors import ConfigError
+from lab.run import run
+
+GANS = ["gan_mnist", "gan_mlp_mnist", "wgan_gp_mnist", "cgan_mnist", "dcgan_fashion"]
+VAES = ["vae_mnist", "conv_vae_mnist", "vae_fashion"]
+GAN_SHRINK = ["model.val_samples=100", "model.test_samples=100"]
+VAE_SHRINK = ["model.iw_samples=20", "model.iw_chunk=10", "model.quality_samples=100"]
+QUALITY = ("test/fid", "test/fid_floor", "test/classes_covered", "test/kl_uniform", "test/confidence")
+
+
+@pytest.mark.parametrize("experiment", GANS)
+def test_gan_experiment(experiment, tmp_path, data_dir):
+    cfg = make_cfg([f"experiment={experiment}", *GAN_SHRINK], tmp_path, data_dir)
+    metrics = run(cfg)
+    for key in (*QUALITY, "val/fid", "train/d_loss", "train/g_loss"):
+        assert key in metrics and math.isfinite(metrics[key]), key
+    out = Path(cfg.paths.output_dir)
+    assert (out / "media" / "samples_epoch000.png").stat().st_size > 0
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.parametrize("experiment", VAES)
+def test_vae_experiment(experiment, tmp_path, data_dir):
+    cfg = make_cfg([f"experiment={experiment}", *VAE_SHRINK], tmp_path, data_dir)
+    metrics = run(cfg)
+    for key in (*QUALITY, "test/nelbo", "test/nll_iw", "val/nelbo", "train/loss"):
+        assert key in metrics and math.isfinite(metrics[key]), key
+    assert metrics["test/nll_iw"] <= metrics["test/nelbo"] + 5.0  # k = 20 bound, same test images
+    media = Path(cfg.paths.output_dir) / "media"
+    for name in ("samples", "reconstructions", "interpolations"):
+        assert (media / f"{name}_epoch000.png").is_file(), name
+
+
+def test_vae_with_a_2d_latent_plots_the_manifold(tmp_path, data_dir):
+    cfg = make_cfg(["experiment=vae_mnist", "model.latent_dim=2", *VAE_SHRINK], tmp_path, data_dir)
+    run(cfg)
+    assert (Path(cfg.paths.output_dir) / "media" / "latent_manifold_epoch000.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (["experiment=vae_mnist", "model.latent_dim=0"], "model.latent_dim=0"),
+        (["experiment=gan_mnist", "model.generator.latent_dim=-4"], "model.generator.latent_dim=-4"),
+        (["experiment=gan_mnist", "model.loss=lsgan"], "model.loss='lsgan'.*non_saturating, hinge, wgan_gp"),
+        (["experiment=gan_mnist", "model.generator.image_size=32", "model.discriminator.image_size=32"],
+         "data gives images of shape \\(1, 28, 28\\).*generator makes \\(1, 32, 32\\)"),
+        (["experiment=conv_vae_mnist", "model.encoder.image_size=32"], "expects \\(1, 32, 32\\)"),
+        (["experiment=vae_mnist", "data.normalize=standard"], "data.normalize='standard'.*data.normalize=none"),
+        (["experiment=gan_mnist", "model.quality_dataset=cifar10"], "model.quality_dataset='cifar10'"),
+    ],
+)
+def test_bad_generative_config_fails_before_training(overrides, match, tmp_path, data_dir):
+    cfg = make_cfg(overrides, tmp_path, data_dir)
+    with pytest.raises(ConfigError, match=match):
+        run(cfg)
+    assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()

@@ -1,0 +1,72 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from generative.quality import (
+    DATASETS,
+    ClassifierFeatures,
+    SampleQuality,
+    classifier_path,
+    coverage,
+    frechet_floor,
+)
+
+
+def test_coverage_known_answers():
+    uniform = torch.full((10,), 0.1, dtype=torch.float64)
+    assert coverage(uniform) == {"classes_covered": 10.0, "kl_uniform": pytest.approx(0.0, abs=1e-12)}
+    one = torch.zeros(10, dtype=torch.float64)
+    one[3] = 1.0
+    figures = coverage(one)
+    assert figures["classes_covered"] == 1.0 and figures["kl_uniform"] == pytest.approx(math.log(10))
+    half = torch.tensor([0.5, 0.5] + [0.0] * 8, dtype=torch.float64)
+    assert coverage(half)["kl_uniform"] == pytest.approx(math.log(5))
+    rare = torch.tensor([0.005] + [0.995 / 9] * 9, dtype=torch.float64)  # 0.5 % is below the 1 % threshold
+    assert coverage(rare)["classes_covered"] == 9.0
+
+
+def _features() -> ClassifierFeatures:
+    torch.manual_seed(0)
+    backbone = nn.Sequential(nn.Flatten(), nn.Linear(784, 6))
+    backbone.out_features = 6
+    return ClassifierFeatures(backbone, nn.Linear(6, 10), mean=0.0, std=1.0)
+
+
+def test_frechet_distance_is_zero_for_the_same_set_and_grows_with_a_shift():
+    torch.manual_seed(1)
+    quality = SampleQuality.__new__(SampleQuality)
+    nn.Module.__init__(quality)
+    quality.features = _features()
+    a = torch.rand(500, 1, 28, 28)
+    assert frechet_floor(quality, a, a) == pytest.approx(0.0, abs=1e-3)
+    near = frechet_floor(quality, a, torch.rand(500, 1, 28, 28))
+    far = frechet_floor(quality, a, (torch.rand(500, 1, 28, 28) * 0.5 + 0.5))
+    assert 0 < near < far
+
+
+def test_features_are_frozen_and_stay_in_eval_mode():
+    f = _features()
+    f.train()
+    assert not f.training and all(not p.requires_grad for p in f.parameters())
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_shipped_classifiers_load_and_are_small(dataset):
+    path = classifier_path(dataset)
+    assert path.stat().st_size < 1_000_000
+    f = ClassifierFeatures.load(dataset)
+    x = torch.rand(4, 1, 28, 28)
+    assert f(x).shape == (4, f.num_features) and f.logits(x).shape == (4, 10)
+    quality = SampleQuality(dataset)
+    quality.update_real(torch.rand(8, 1, 28, 28))
+    quality.update_fake(torch.rand(8, 1, 28, 28))
+    figures = quality.compute()
+    assert set(figures) == {"fid", "classes_covered", "kl_uniform", "confidence"}
+    assert 0.1 <= figures["confidence"] <= 1.0
+
+
+def test_unknown_quality_dataset_lists_choices():
+    with pytest.raises(ValueError, match="model.quality_dataset='cifar10'.*mnist, fashion_mnist"):
+        classifier_path("cifar10")
