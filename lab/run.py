@@ -39,6 +39,12 @@ def instantiate(node: DictConfig, key: str, **kwargs: Any) -> Any:
             cause = cause.__cause__
         if isinstance(cause, ValueError):
             raise ConfigError(f"Invalid config under `{key}`: {cause}") from None
+        if isinstance(cause, TypeError) and "unexpected keyword argument" in str(cause):
+            raise ConfigError(
+                f"Invalid config under `{key}`: {cause}. A key left over from another option (e.g. an experiment's "
+                "backbone settings after `backbone=<other>`) or a misspelt key; see the option's YAML in conf/ "
+                "for its keys, and delete extra ones with `~key`."
+            ) from None
         raise
 
 

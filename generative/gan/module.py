@@ -157,8 +157,7 @@ class GAN(LightningModule):
         self._generate_into(quality, self.hparams.val_samples)
         figures = quality.compute()
         quality.reset_fake()
-        self.log_dict({f"val/{k}": v for k, v in figures.items()}, prog_bar=False)
-        self.log("val/fid", figures["fid"], prog_bar=True)
+        self.log_dict({f"val/{k}": v for k, v in figures.items()})
 
     def on_test_epoch_start(self) -> None:
         if self.quality is not None:

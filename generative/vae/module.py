@@ -176,4 +176,4 @@ class VAE(LightningModule):
         self.log_dict({f"test/{k}": v for k, v in figures.items()})
 
     def configure_optimizers(self) -> dict[str, Any]:
-        return configure(self.optimizer_factory, self.scheduler_factory, self.parameters(), self.trainer)
+        return configure(self, self.optimizer_factory, self.scheduler_factory)

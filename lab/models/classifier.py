@@ -134,4 +134,4 @@ class Classifier(LightningModule):
             save_and_log_figure(self.loggers, "test/confusion_matrix", fig, out, self.global_step)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        return configure(self.optimizer_factory, self.scheduler_factory, self.parameters(), self.trainer)
+        return configure(self, self.optimizer_factory, self.scheduler_factory)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import torch
-from lightning.pytorch import Trainer
+from lightning.pytorch import LightningModule, Trainer
 
 
 def scheduler_config(factory: Callable[..., Any], optimizer: torch.optim.Optimizer, trainer: Trainer,
@@ -31,10 +31,11 @@ def _stepping(factory: Callable[..., Any], optimizer: torch.optim.Optimizer, tra
     return {"scheduler": factory(optimizer), "interval": "epoch"}
 
 
-def configure(optimizer: Callable[..., torch.optim.Optimizer], scheduler: Callable[..., Any] | None,
-              params: Iterable[torch.nn.Parameter], trainer: Trainer) -> dict[str, Any]:
-    """What `configure_optimizers` returns for one optimizer and an optional scheduler."""
-    opt = optimizer(params=params)
+def configure(module: LightningModule, optimizer: Callable[..., torch.optim.Optimizer],
+              scheduler: Callable[..., Any] | None) -> dict[str, Any]:
+    """What `configure_optimizers` returns for one optimizer over all of `module`'s parameters and an
+    optional scheduler (only a scheduler needs the trainer, for the run's length)."""
+    opt = optimizer(params=module.parameters())
     if scheduler is None:
         return {"optimizer": opt}
-    return {"optimizer": opt, "lr_scheduler": scheduler_config(scheduler, opt, trainer)}
+    return {"optimizer": opt, "lr_scheduler": scheduler_config(scheduler, opt, module.trainer)}

@@ -76,7 +76,7 @@ def test_cli_multirun_is_one_wandb_group_with_one_run_per_job(tmp_path, data_dir
 
 
 def test_cli_bad_value_is_a_one_paragraph_error(tmp_path, data_dir):
-    res = lab_cli("experiment=mlp_mnist", "data.batch_size=0", *SMOKE, f"paths.data_dir={data_dir}",
+    res = lab_cli(*SMOKE, "experiment=mlp_mnist", "data.batch_size=0", f"paths.data_dir={data_dir}",
                   f"paths.log_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}")
     assert res.returncode == 2
     assert "error: data.batch_size=0 is not valid" in res.stderr and "Traceback" not in res.stderr

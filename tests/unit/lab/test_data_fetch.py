@@ -1,5 +1,6 @@
 import dataclasses
 import hashlib
+import os
 
 import numpy as np
 import pytest
@@ -18,6 +19,16 @@ def test_idx_roundtrip_and_torchvision_reads_it(tmp_path):
     ds = torchvision.datasets.MNIST(str(tmp_path), train=False, download=False)
     assert len(ds) == 20 and tuple(ds.data.shape) == (20, 28, 28)
     np.testing.assert_array_equal(ds.targets.numpy(), arrays["t10k-labels-idx1-ubyte"])
+
+
+def test_written_files_honour_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = write_idx(tmp_path / "x", np.zeros((2, 2), np.uint8))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert not list(tmp_path.glob(".x.*.part"))  # no temporary file left behind
 
 
 def test_truncated_idx_is_rejected(tmp_path):
