@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # torch/torchvision are installed first, pinned, so pip never picks a different (multi-GB) build.
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
-EXPERIMENT ?= cnn_mnist
+EXPERIMENT ?= gan_mnist
 ARGS   ?=
 DATASET ?= mnist
 STAMP  := $(VENV)/.installed
