@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 import wandb
-from helpers import SMOKE, make_cfg
 
+from helpers import SMOKE, make_cfg
 from lab.logging import read_wandb_records
 from lab.paths import ROOT
 from lab.run import WANDB_ID_FILE, run

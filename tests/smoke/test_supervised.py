@@ -4,8 +4,8 @@ import math
 from pathlib import Path
 
 import pytest
-from helpers import make_cfg
 
+from helpers import make_cfg
 from lab.errors import ConfigError
 from lab.run import run
 from lab.validate import group_options

@@ -3,10 +3,10 @@
 import hydra
 import pytest
 import torch
-from helpers import make_cfg
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
+from helpers import make_cfg
 from lab.errors import ConfigError
 from lab.run import instantiate
 from lab.validate import group_options, validate

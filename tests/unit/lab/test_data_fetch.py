@@ -5,8 +5,8 @@ import os
 import numpy as np
 import pytest
 import torchvision
-from helpers import synthetic_arrays
 
+from helpers import synthetic_arrays
 from lab.data import fetch as F
 from lab.data.idx import read_idx, write_idx
 
