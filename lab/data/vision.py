@@ -1,0 +1,148 @@
+"""Lightning DataModules for MNIST, Fashion-MNIST and sequential (row-by-row) MNIST."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torchvision
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset
+
+from lab.data.fetch import ensure
+
+
+NORMALIZATIONS = ("standard", "symmetric", "none")
+
+
+class ImageTensorDataset(Dataset):
+    """uint8 images held in memory; augmentation runs on uint8 (so padding is true black), then
+    scaling to [0, 1] and (x - mean) / std. `as_sequence` returns (rows, columns) instead of (1, H, W)."""
+
+    def __init__(
+        self,
+        images: torch.Tensor,  # (N, H, W) uint8
+        targets: torch.Tensor,  # (N,) int64
+        mean: float,
+        std: float,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        as_sequence: bool = False,
+    ) -> None:
+        self.images, self.targets = images, targets
+        self.mean, self.std = mean, std
+        self.transform, self.as_sequence = transform, as_sequence
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.images[i].unsqueeze(0)  # (1, H, W) uint8
+        if self.transform is not None:
+            x = self.transform(x)
+        x = (x.float() / 255.0 - self.mean) / self.std
+        if self.as_sequence:
+            x = x.squeeze(0)  # (H, W): H time steps of W features
+        return x, self.targets[i]
+
+
+class MNISTDataModule(LightningDataModule):
+    """MNIST: a fixed-seed train/val split of the official train set, and the official test set."""
+
+    dataset_name = "mnist"
+    dataset_cls = torchvision.datasets.MNIST
+    mean, std = 0.1307, 0.3081
+    classes = tuple(str(i) for i in range(10))
+    as_sequence = False
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        batch_size: int = 128,
+        eval_batch_size: int = 1000,
+        val_size: int = 5000,
+        split_seed: int = 12345,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        normalize: str = "standard",
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        verify: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["augment"], logger=False)
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(f"data.normalize={normalize!r} is not valid; valid choices: {', '.join(NORMALIZATIONS)} "
+                             "(dataset mean/std, [-1, 1], [0, 1]).")
+        self.data_dir = str(data_dir)
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.val_size, self.split_seed = val_size, split_seed
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.normalize, self.augment, self.verify = normalize, augment, verify
+        self.train_set = self.val_set = self.test_set = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (28, 28) if self.as_sequence else (1, 28, 28)
+
+    def prepare_data(self) -> None:
+        ensure(self.dataset_name, self.data_dir, verify=self.verify)
+
+    def _load(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        ds = self.dataset_cls(self.data_dir, train=train, download=False)
+        return ds.data, ds.targets
+
+    @property
+    def mean_std(self) -> tuple[float, float]:
+        """What the images are normalized with: x_model = (x_[0,1] - mean) / std."""
+        return {"standard": (self.mean, self.std), "symmetric": (0.5, 0.5), "none": (0.0, 1.0)}[self.normalize]
+
+    def _dataset(self, images: torch.Tensor, targets: torch.Tensor, train: bool) -> ImageTensorDataset:
+        return ImageTensorDataset(images, targets, *self.mean_std, self.augment if train else None, self.as_sequence)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None and stage in (None, "fit", "validate"):
+            images, targets = self._load(train=True)
+            if not 0 < self.val_size < len(targets):
+                raise ValueError(f"data.val_size={self.val_size} must be between 1 and {len(targets) - 1} "
+                                 f"(the train set of {self.dataset_name} in {self.data_dir} has {len(targets)} images)")
+            perm = torch.randperm(len(targets), generator=torch.Generator().manual_seed(self.split_seed))
+            val_idx, train_idx = perm[: self.val_size], perm[self.val_size :]
+            self.train_set = self._dataset(images[train_idx], targets[train_idx], train=True)
+            self.val_set = self._dataset(images[val_idx], targets[val_idx], train=False)
+        if self.test_set is None and stage in (None, "test", "predict"):
+            self.test_set = self._dataset(*self._load(train=False), train=False)
+
+    def _loader(self, ds: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
+        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0,
+                          drop_last=False)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, self.eval_batch_size, shuffle=False)
+
+    def data_root(self) -> Path:
+        return Path(self.data_dir)
+
+
+class FashionMNISTDataModule(MNISTDataModule):
+    dataset_name = "fashion_mnist"
+    dataset_cls = torchvision.datasets.FashionMNIST
+    mean, std = 0.2860, 0.3530
+    classes = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+class SeqMNISTDataModule(MNISTDataModule):
+    """MNIST read row by row: each image is a sequence of 28 steps of 28 pixels."""
+
+    dataset_name = "seq_mnist"
+    as_sequence = True
