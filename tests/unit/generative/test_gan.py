@@ -92,6 +92,17 @@ def test_training_alternates_and_updates_the_ema():
     assert model.sample(5).shape == (5, 1, 28, 28)
 
 
+def test_ema_warmup_forgets_the_initial_weights():
+    from generative.gan.module import ema_with_warmup
+
+    avg = ema_with_warmup(0.999)
+    a = torch.zeros(1)
+    for n in range(500):
+        a = avg(a, torch.ones(1), torch.tensor(n))
+    assert a.item() > 0.95  # a fixed decay of 0.999 would be at 1 - 0.999**500 = 0.39
+    assert avg(torch.zeros(1), torch.ones(1), torch.tensor(10**6)).item() == pytest.approx(0.001)
+
+
 @pytest.mark.parametrize("kwargs,match", [({"loss": "lsgan"}, "model.loss"), ({"n_critic": 0}, "model.n_critic"),
                                           ({"ema_decay": 1.5}, "model.ema_decay")])
 def test_bad_arguments_name_the_key(kwargs, match):
