@@ -53,18 +53,19 @@ def iwae_log_likelihood(
     logvar: torch.Tensor,
     log_px_given_z: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     k: int,
-    chunk: int = 500,
+    chunk: int = 50_000,
 ) -> torch.Tensor:
     """The importance-weighted bound log (1/k) sum_i p(x, z_i) / q(z_i | x), z_i ~ q(z | x): (B,).
 
     It is >= the ELBO for every k and tightens as k grows (Burda et al., 2015); -mean is the NLL estimate.
     `log_px_given_z(x_rep, z)` takes (n, C, H, W) images and (n, D) latents and returns (n,).
-    Samples are drawn `chunk` at a time so k = 5000 fits in memory.
+    At most `chunk` images (batch x samples) are decoded per pass, so k = 5000 fits in memory.
     """
     b = x.shape[0]
+    per_pass = max(1, chunk // b)  # samples per image in one pass
     log_w = []
-    for start in range(0, k, chunk):
-        n = min(chunk, k - start)
+    for start in range(0, k, per_pass):
+        n = min(per_pass, k - start)
         z = mu.unsqueeze(0) + torch.randn(n, *mu.shape, device=mu.device) * (0.5 * logvar).exp().unsqueeze(0)  # (n, B, D)
         log_q = log_normal(z, mu.unsqueeze(0), logvar.unsqueeze(0))  # (n, B)
         log_p_z = log_normal(z, torch.zeros_like(z), torch.zeros_like(z))  # (n, B)

@@ -34,7 +34,7 @@ class VAE(LightningModule):
         binarize: bool = False,
         beta: float = 1.0,
         iw_samples: int = 5000,
-        iw_chunk: int = 250,
+        iw_chunk: int = 50_000,
         iw_examples: int | None = None,
         quality_dataset: str | None = "mnist",
         quality_samples: int = 10000,
