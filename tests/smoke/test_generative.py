@@ -63,3 +63,15 @@ def test_bad_generative_config_fails_before_training(overrides, match, tmp_path,
     with pytest.raises(ConfigError, match=match):
         run(cfg)
     assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()
+
+
+def test_gan_sample_grid_is_logged_to_wandb(tmp_path, data_dir):
+    from lab.logging import read_wandb_records
+
+    cfg = make_cfg(["experiment=gan_mnist", "logger=wandb", *GAN_SHRINK], tmp_path, data_dir)
+    run(cfg)
+    (run_dir,) = Path(cfg.paths.output_dir).glob("wandb/offline-run-*")
+    images = [r["history"]["item"] for r in read_wandb_records(run_dir)
+              if r["type"] == "history" and "val/samples._type" in r["history"]["item"]]
+    assert images and images[0]["val/samples._type"] == "images/separated"
+    assert list(run_dir.glob("files/media/images/val/samples_*.png"))
