@@ -126,7 +126,8 @@ class VAE(LightningModule):
             pairs = torch.stack([x, recon], 1).flatten(0, 1)  # input, reconstruction, input, ...
             log_grid(self, pairs, "reconstructions", nrow=8)
             steps = torch.linspace(0, 1, 10, device=mu.device)
-            a, b = mu[0:8], mu[8:16]
+            pairs_n = min(8, len(mu) // 2)  # interpolate between pairs of validation images
+            a, b = mu[:pairs_n], mu[pairs_n : 2 * pairs_n]
             z = a.unsqueeze(1) + steps.view(1, -1, 1) * (b - a).unsqueeze(1)  # (8, 10, D)
             log_grid(self, self.mean_image(self.decoder(z.flatten(0, 1))), "interpolations", nrow=10)
             if self.latent_dim == 2:
