@@ -75,3 +75,15 @@ def test_gan_sample_grid_is_logged_to_wandb(tmp_path, data_dir):
               if r["type"] == "history" and "val/samples._type" in r["history"]["item"]]
     assert images and images[0]["val/samples._type"] == "images/separated"
     assert list(run_dir.glob("files/media/images/val/samples_*.png"))
+
+
+@pytest.mark.parametrize("experiment,shrink", [("gan_mnist", GAN_SHRINK), ("vae_mnist", VAE_SHRINK)])
+def test_generative_checkpoint_evaluates_without_training(experiment, shrink, tmp_path, data_dir):
+    cfg = make_cfg([f"experiment={experiment}", *shrink, "test=false"], tmp_path, data_dir)
+    run(cfg)
+    ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    evaluated = run(make_cfg([f"experiment={experiment}", *shrink, "mode=eval", f"ckpt_path={ckpt}"],
+                             tmp_path / "eval", data_dir))
+    for key in QUALITY:
+        assert math.isfinite(evaluated[key]), key
+    assert not any(k.startswith("train/") for k in evaluated)
