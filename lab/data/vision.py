@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
-
 import torch
 import torchvision
 from lightning.pytorch import LightningDataModule
@@ -129,9 +127,6 @@ class MNISTDataModule(LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, self.eval_batch_size, shuffle=False)
-
-    def data_root(self) -> Path:
-        return Path(self.data_dir)
 
 
 class FashionMNISTDataModule(MNISTDataModule):
