@@ -137,3 +137,13 @@ def fid_floor_from_datamodule(quality: SampleQuality, datamodule, n: int, device
     train = datamodule.train_set.images[:n].unsqueeze(1).float().div(255).to(device)
     test = datamodule.test_set.images[:n].unsqueeze(1).float().div(255).to(device)
     return frechet_floor(quality, train, test)
+
+
+def check_image_data(datamodule, normalize: str, why: str, shape: tuple[int, ...], shape_keys: str, made: str) -> None:
+    """Before training: the data's normalization and image shape must be what the generative model needs.
+    `made` says what the model does with that shape ("expects", "the generator makes")."""
+    if getattr(datamodule, "normalize", normalize) != normalize:
+        raise ValueError(f"data.normalize={datamodule.normalize!r} does not suit {why}; set data.normalize={normalize}.")
+    given = tuple(getattr(datamodule, "input_shape", shape))
+    if given != tuple(shape):
+        raise ValueError(f"the data gives images of shape {given} but {made} {tuple(shape)} ({shape_keys}).")

@@ -14,7 +14,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from generative.gan.losses import LOSSES, discriminator_loss, generator_loss, gradient_penalty
 from generative.media import log_grid
-from generative.quality import SampleQuality, fid_floor_from_datamodule
+from generative.quality import SampleQuality, check_image_data, fid_floor_from_datamodule
 
 
 def ema_with_warmup(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -73,13 +73,8 @@ class GAN(LightningModule):
     # ---- checks and sampling -----------------------------------------------------------------------------
     def check_data(self, datamodule: LightningDataModule) -> None:
         """Called by lab.run before training: images in [-1, 1] (tanh output) of the generator's size."""
-        if getattr(datamodule, "normalize", "symmetric") != "symmetric":
-            raise ValueError(f"data.normalize={datamodule.normalize!r} does not suit a GAN, whose generator ends in "
-                             "tanh; set data.normalize=symmetric ([-1, 1]).")
-        shape = tuple(getattr(datamodule, "input_shape", self.generator.output_shape))
-        if shape != tuple(self.generator.output_shape):
-            raise ValueError(f"the data gives images of shape {shape} but the generator makes "
-                             f"{tuple(self.generator.output_shape)} (model.generator.image_size / channels).")
+        check_image_data(datamodule, "symmetric", "a GAN, whose generator ends in tanh ([-1, 1])",
+                         self.generator.output_shape, "model.generator.image_size / channels", "the generator makes")
         _ = self.quality  # load the quality classifier now, so a missing one fails before training
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:

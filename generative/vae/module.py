@@ -15,7 +15,7 @@ from lightning.pytorch import LightningDataModule, LightningModule
 from torch import nn
 
 from generative.media import log_grid
-from generative.quality import SampleQuality, fid_floor_from_datamodule
+from generative.quality import SampleQuality, check_image_data, fid_floor_from_datamodule
 from generative.vae.losses import iwae_log_likelihood, kl_standard_normal, log_likelihood, reparameterize
 from lab.models.optim import configure
 
@@ -59,21 +59,15 @@ class VAE(LightningModule):
         # Gaussian likelihood: one learned log standard deviation shared by all pixels.
         self.log_scale = nn.Parameter(torch.zeros(())) if likelihood == "gaussian" else None
         self.register_buffer("fixed_z", torch.randn(grid_size, latent_dim, generator=torch.Generator().manual_seed(0)))
-        # Built at test time and kept out of the module's children, so it is never in a checkpoint.
+        # Built when needed and kept out of the module's children, so it is never in a checkpoint.
         self._quality: list[SampleQuality] = []
 
     # ---- checks and shapes -------------------------------------------------------------------------------
     def check_data(self, datamodule: LightningDataModule) -> None:
         """Called by lab.run before training: the data must be images in [0, 1] of the model's size."""
-        if getattr(datamodule, "normalize", "none") != "none":
-            raise ValueError(f"data.normalize={datamodule.normalize!r} does not suit a VAE, which models pixels in "
-                             "[0, 1]; set data.normalize=none.")
-        shape = tuple(getattr(datamodule, "input_shape", self.encoder.input_shape))
-        if shape != tuple(self.encoder.input_shape):
-            raise ValueError(f"the data gives images of shape {shape} but the model expects "
-                             f"{tuple(self.encoder.input_shape)} (model.encoder.image_size / in_channels).")
-        if self.hparams.quality_dataset:
-            SampleQuality(self.hparams.quality_dataset)  # a missing quality classifier fails before training
+        check_image_data(datamodule, "none", "a VAE, which models pixels in [0, 1]", self.encoder.input_shape,
+                         "model.encoder.image_size / in_channels", "the model expects")
+        _ = self.quality  # load the quality classifier now, so a missing one fails before training
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         mu, logvar = self.encoder(x)  # (B, D) each
@@ -137,11 +131,11 @@ class VAE(LightningModule):
 
     @property
     def quality(self) -> SampleQuality | None:
+        if not self._quality and self.hparams.quality_dataset:
+            self._quality.append(SampleQuality(self.hparams.quality_dataset).to(self.device))
         return self._quality[0] if self._quality else None
 
     def on_test_epoch_start(self) -> None:
-        if self.hparams.quality_dataset and not self._quality:
-            self._quality.append(SampleQuality(self.hparams.quality_dataset).to(self.device))
         if self.quality is not None:
             self.quality.reset_all()
         self._iw_done = 0
