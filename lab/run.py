@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lab.errors import ConfigError
 from lab.logging import WandbLogger, finish_wandb
-from lab.validate import validate
+from lab.validate import group_options, validate
 
 log = logging.getLogger("lab")
 
@@ -125,6 +125,76 @@ def _single_log_stream() -> None:
                 lightning_logger.removeHandler(h)
 
 
+def log_config(cfg: DictConfig, loggers: list[Logger], output_dir: Path) -> None:
+    config = OmegaConf.to_container(cfg, resolve=True)
+    for lg in loggers:
+        lg.log_hyperparams(config)
+        if isinstance(lg, WandbLogger):
+            (output_dir / WANDB_ID_FILE).write_text(lg.experiment.id)
+    log.info("Outputs in %s", output_dir)
+
+
+def run_agent(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
+    """RL: env + agent -> fit (one epoch per evaluation period) -> final evaluation of the best checkpoint.
+
+    `agent=sb3_*` baselines run Stable-Baselines3's own loop under the same env config, seeds and loggers.
+    """
+    from agents.common.module import RLModule
+    from agents.sb3 import SB3Agent
+
+    if cfg.get("env") is None:
+        raise ConfigError("an RL experiment needs an env: add `env=<name>`; valid choices: "
+                          f"{', '.join(group_options('env'))}.")
+    env = instantiate(cfg.env, "env")  # checked here, so its errors name `env`
+    agent = instantiate(cfg.agent, "agent", env=cfg.env)  # the node: Hydra would flatten an object to a dict
+    try:
+        agent.check_env()
+    except ValueError as e:
+        raise ConfigError(f"The agent `{cfg.agent._target_}` does not suit env.id={env.id!r}: {e}") from None
+    loggers = build_loggers(cfg, output_dir)
+    video_dir = output_dir / "videos"
+    metrics: dict[str, float] = {}
+    if isinstance(agent, SB3Agent):
+        log_config(cfg, loggers, output_dir)
+        try:
+            metrics = agent.run(cfg.mode, loggers, output_dir, cfg.ckpt_path, video_dir)
+        finally:
+            finish_wandb()
+        print_metrics(metrics)
+        return metrics
+
+    assert isinstance(agent, RLModule)
+    callbacks = build_callbacks(cfg, has_logger=bool(loggers))
+    trainer: Trainer = instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False,
+                                   max_epochs=agent.num_epochs)
+    if trainer.is_global_zero:
+        log_config(cfg, loggers, output_dir)
+    try:
+        if cfg.mode == "train":
+            trainer.fit(agent, ckpt_path=cfg.ckpt_path)
+            metrics.update(_scalars(trainer.callback_metrics))
+            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            if cfg.test and best:
+                agent.load_policy(best)
+        else:
+            try:
+                agent.load_policy(cfg.ckpt_path)
+            except (ValueError, RuntimeError) as e:
+                raise ConfigError(f"ckpt_path={cfg.ckpt_path!r} does not fit this agent and env: "
+                                  f"{str(e).splitlines()[0]} Evaluate with the experiment and overrides it was "
+                                  "trained with.") from None
+        if trainer.is_global_zero:
+            metrics.update(agent.final_evaluation(agent.eval_episodes, video_dir, loggers))
+    finally:
+        finish_wandb()
+    if trainer.is_global_zero:
+        print_metrics(metrics)
+        if "eval/return" in metrics:
+            print(f"Evaluation over {agent.eval_episodes} episodes: return {metrics['eval/return']:.2f} "
+                  f"± {metrics['eval/return_std']:.2f}")
+    return metrics
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
     """Run one experiment as configured; returns its final metrics (train, val and test)."""
     _single_log_stream()
@@ -140,20 +210,16 @@ def run(cfg: DictConfig) -> dict[str, float]:
     output_dir.mkdir(parents=True, exist_ok=True)
 
     seed_everything(cfg.seed, workers=True)
+    if cfg.get("agent") is not None:
+        return run_agent(cfg, output_dir)
     datamodule: LightningDataModule = instantiate(cfg.data, "data")
     model: LightningModule = instantiate(cfg.model, "model")
     check_model_fits_data(model, datamodule, cfg)
     loggers = build_loggers(cfg, output_dir)
     callbacks = build_callbacks(cfg, has_logger=bool(loggers))
     trainer: Trainer = instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
-
     if trainer.is_global_zero:
-        config = OmegaConf.to_container(cfg, resolve=True)
-        for lg in loggers:
-            lg.log_hyperparams(config)
-            if isinstance(lg, WandbLogger):
-                (output_dir / WANDB_ID_FILE).write_text(lg.experiment.id)
-    log.info("Outputs in %s", output_dir)
+        log_config(cfg, loggers, output_dir)
 
     metrics: dict[str, float] = {}
     try:

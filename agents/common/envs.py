@@ -1,0 +1,163 @@
+"""Environments: one config node (`conf/env/<name>.yaml`) -> Gymnasium vector envs for our agents and SB3's.
+
+Vector envs use Gymnasium's *same-step* autoreset (the SB3 convention): when a sub-env ends, `step`
+returns the first observation of its next episode and puts the last one in `info["final_obs"]`, so every
+transition in a rollout is a real one and a truncated episode can be bootstrapped from V(final obs).
+Gymnasium's default next-step mode would add a dummy transition after every episode end instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+
+from agents.common.wrappers import NormalizeObservation, NormalizeReward
+
+Vectorization = Literal["sync", "async"]
+
+
+def _register_atari() -> None:
+    try:
+        import ale_py
+
+        gym.register_envs(ale_py)
+    except ImportError:  # the atari extra is optional for users; Atari ids then stay unknown
+        pass
+
+
+def check_env_id(env_id: str) -> None:
+    """ValueError naming close matches when `env_id` is not registered with Gymnasium."""
+    if env_id in gym.registry:
+        return
+    _register_atari()
+    if env_id in gym.registry:
+        return
+    close = difflib.get_close_matches(env_id, list(gym.registry), n=5, cutoff=0.6)
+    hint = f"close matches: {', '.join(close)}" if close else "no registered id is close"
+    raise ValueError(f"env.id={env_id!r} is not a registered Gymnasium environment ({hint}). "
+                     "List them with `python -c \"import gymnasium; gymnasium.pprint_registry()\"`.")
+
+
+@dataclass
+class EnvConfig:
+    """What `make_env` builds. One node per environment in conf/env/."""
+
+    id: str
+    num_envs: int = 1
+    vectorization: Vectorization = "sync"
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    max_episode_steps: int | None = None
+    normalize_obs: bool = False  # running mean/std of observations (SB3 VecNormalize's norm_obs)
+    normalize_reward: bool = False  # scale rewards by the std of the discounted return (norm_reward)
+    clip_obs: float = 10.0
+    clip_reward: float = 10.0
+    atari: bool = False  # Atari preprocessing: noop reset, frame skip 4, 84x84 grey, life loss, reward clip
+    frame_stack: int = 1
+
+    def __post_init__(self) -> None:
+        check_env_id(self.id)
+        if isinstance(self.num_envs, bool) or not isinstance(self.num_envs, int) or self.num_envs <= 0:
+            raise ValueError(f"env.num_envs={self.num_envs!r} is not valid: it must be an integer > 0.")
+        if self.vectorization not in ("sync", "async"):
+            raise ValueError(f"env.vectorization={self.vectorization!r} is not valid; valid choices: sync, async.")
+        if self.frame_stack < 1:
+            raise ValueError(f"env.frame_stack={self.frame_stack!r} is not valid: it must be an integer >= 1.")
+        if self.clip_obs <= 0 or self.clip_reward <= 0:
+            raise ValueError(f"env.clip_obs={self.clip_obs!r} / env.clip_reward={self.clip_reward!r}: both must be > 0.")
+
+    def spaces(self) -> tuple[gym.Space, gym.Space]:
+        """(observation space, action space) of one wrapped env, without building the vector env."""
+        env = make_single_env(self, training=True)
+        try:
+            return env.observation_space, env.action_space
+        finally:
+            env.close()
+
+
+def make_single_env(cfg: EnvConfig, training: bool, render_mode: str | None = None,
+                    video_dir: Path | None = None) -> gym.Env:
+    """One env with the per-episode wrappers. `training=False` keeps true scores (no life loss, no reward clip)."""
+    kwargs = dict(cfg.env_kwargs)
+    if cfg.max_episode_steps is not None:
+        kwargs["max_episode_steps"] = cfg.max_episode_steps
+    if cfg.atari:
+        _register_atari()
+        kwargs.setdefault("frameskip", 1)  # AtariPreprocessing does the frame skipping (with max-pooling)
+    env = gym.make(cfg.id, render_mode=render_mode, **kwargs)
+    if video_dir is not None:
+        env = gym.wrappers.RecordVideo(env, str(video_dir), episode_trigger=lambda ep: ep == 0,
+                                       name_prefix="eval", disable_logger=True)
+    # Innermost, so returns and lengths are the real game's (before life loss, clipping or normalization).
+    env = gym.wrappers.RecordEpisodeStatistics(env)
+    if cfg.atari:
+        from stable_baselines3.common.atari_wrappers import ClipRewardEnv, EpisodicLifeEnv, FireResetEnv
+
+        env = gym.wrappers.AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84,
+                                              terminal_on_life_loss=False, grayscale_obs=True)
+        if training:
+            env = EpisodicLifeEnv(env)
+        if "FIRE" in env.unwrapped.get_action_meanings():
+            env = FireResetEnv(env)
+        if training:
+            env = ClipRewardEnv(env)
+    if isinstance(env.action_space, gym.spaces.Box):
+        env = gym.wrappers.ClipAction(env)  # Gaussian policies sample outside the bounds
+    if cfg.frame_stack > 1:
+        env = gym.wrappers.FrameStackObservation(env, cfg.frame_stack)
+    return env
+
+
+def make_env(cfg: EnvConfig, seed: int, num_envs: int | None = None, training: bool = True, gamma: float = 0.99,
+             video_dir: Path | None = None) -> gym.vector.VectorEnv:
+    """Vector env of `num_envs` (default cfg.num_envs) copies, sub-env i seeded with `seed + i`.
+
+    Observation normalization is shared across sub-envs (one running mean/std, like VecNormalize); for
+    evaluation (`training=False`) it is frozen and the reward is left unscaled. `video_dir` records the
+    first episode of sub-env 0.
+    """
+    n = cfg.num_envs if num_envs is None else num_envs
+    fns = [partial(make_single_env, cfg, training, "rgb_array" if (video_dir and i == 0) else None,
+                   video_dir if i == 0 else None) for i in range(n)]
+    vector_cls = gym.vector.AsyncVectorEnv if cfg.vectorization == "async" else gym.vector.SyncVectorEnv
+    env: gym.vector.VectorEnv = vector_cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+    if cfg.normalize_obs:
+        env = NormalizeObservation(env, clip=cfg.clip_obs, update=training)
+    if cfg.normalize_reward and training:
+        env = NormalizeReward(env, gamma=gamma, clip=cfg.clip_reward)
+    env.action_space.seed(seed)
+    return env  # not reset yet: the caller resets it with its seed
+
+
+def find_wrapper(env: gym.vector.VectorEnv, cls: type) -> Any:
+    """The first wrapper of type `cls` around a vector env, or None."""
+    while isinstance(env, gym.vector.VectorWrapper):
+        if isinstance(env, cls):
+            return env
+        env = env.env
+    return None
+
+
+def finished_episodes(infos: dict[str, Any]) -> list[tuple[int, float, int]]:
+    """(sub-env index, return, length) of every episode that ended in this same-step-autoreset step."""
+    final = infos.get("final_info")
+    if not final or "episode" not in final:
+        return []
+    mask, ep = final["_episode"], final["episode"]
+    return [(int(i), float(ep["r"][i]), int(ep["l"][i])) for i in np.flatnonzero(mask)]
+
+
+def final_observations(obs: np.ndarray, infos: dict[str, Any], done: np.ndarray) -> np.ndarray:
+    """The observations the sub-envs reached this step: `info["final_obs"]` where an episode ended."""
+    if not done.any():
+        return obs
+    real = obs.copy()
+    for i in np.flatnonzero(done):
+        real[i] = infos["final_obs"][i]
+    return real

@@ -1,0 +1,300 @@
+"""What every agent shares: envs built in `setup`, the iteration loop, evaluation, metrics at env steps, state.
+
+One Lightning training batch is one iteration of the algorithm (PPO: a rollout and its update epochs;
+DQN: `train_freq` env steps and their gradient steps). One Lightning epoch is one evaluation period
+(`eval_freq` env steps): it ends with `eval_episodes` evaluation episodes, then the checkpoint callbacks
+run, so `checkpoints/last.ckpt` is never older than one evaluation period. Metrics are logged with the
+env step as the step (W&B's x-axis `trainer/global_step`, the CSV's `step` column).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from lightning.pytorch import LightningModule
+from lightning.pytorch.loggers import Logger, WandbLogger
+
+from agents.common.envs import EnvConfig, find_wrapper, finished_episodes, make_env
+from agents.common.evaluate import evaluate, video_files
+from agents.common.wrappers import NormalizeObservation, NormalizeReward
+
+log = logging.getLogger("lab")
+
+
+class _Iterations:
+    """The training 'dataloader': the iteration numbers of the current evaluation period."""
+
+    def __init__(self, agent: RLModule) -> None:
+        self.agent = agent
+
+    def __len__(self) -> int:
+        return self.agent.iterations_per_epoch
+
+    def __iter__(self) -> Iterator[int]:
+        a = self.agent
+        end = min((a.iteration // a.iterations_per_epoch + 1) * a.iterations_per_epoch, a.total_iterations)
+        return iter(range(a.iteration, end))
+
+
+class RLModule(LightningModule):
+    """Base class of our agents (not used on its own)."""
+
+    def __init__(self, env: EnvConfig, total_timesteps: int, seed: int, gamma: float, eval_freq: int,
+                 eval_episodes: int, eval_deterministic: bool, log_interval: int, video: bool) -> None:
+        super().__init__()
+        for key, value, minimum in (("total_timesteps", total_timesteps, 1), ("eval_freq", eval_freq, 1),
+                                    ("eval_episodes", eval_episodes, 1), ("log_interval", log_interval, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"agent.{key}={value!r} is not valid: it must be an integer >= {minimum}.")
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"agent.gamma={gamma!r} is not valid: it must be in [0, 1].")
+        self.env_cfg = env
+        self.total_timesteps, self.seed, self.gamma = total_timesteps, seed, gamma
+        self.eval_freq, self.eval_episodes, self.eval_deterministic = eval_freq, eval_episodes, eval_deterministic
+        self.log_interval, self.video = log_interval, video
+        self.automatic_optimization = False
+        self.envs: gym.vector.VectorEnv | None = None
+        self.eval_envs: gym.vector.VectorEnv | None = None
+        self.next_obs: np.ndarray | None = None
+        # Counters and statistics that checkpoints carry.
+        self.env_steps = 0
+        self.iteration = 0
+        self.train_seconds = 0.0  # wall-clock of training so far, evaluations excluded
+        self.episode_returns: deque[float] = deque(maxlen=100)
+        self.episode_lengths: deque[int] = deque(maxlen=100)
+        self.rng = np.random.default_rng(seed)  # the agent's own sampling (exploration, replay)
+        self._last_log_step = 0
+        self._clock: dict[str, float] = {}
+
+    # ---- sizes -------------------------------------------------------------------------------------
+    @property
+    def steps_per_iteration(self) -> int:  # env steps (summed over sub-envs) per training batch
+        raise NotImplementedError
+
+    @property
+    def total_iterations(self) -> int:
+        return math.ceil(self.total_timesteps / self.steps_per_iteration)
+
+    @property
+    def iterations_per_epoch(self) -> int:
+        return max(1, round(self.eval_freq / self.steps_per_iteration))
+
+    @property
+    def num_epochs(self) -> int:
+        return math.ceil(self.total_iterations / self.iterations_per_epoch)
+
+    # ---- spaces and nets ---------------------------------------------------------------------------
+    def check_env(self) -> None:
+        """Raise ValueError when the env does not suit the agent (run before training). Subclasses extend."""
+        self.env_cfg.spaces()
+
+    def spaces(self) -> tuple[gym.Space, gym.Space]:
+        """Single-env (observation, action) spaces as the agent sees them (after normalization)."""
+        if self.envs is not None:
+            return self.envs.single_observation_space, self.envs.single_action_space
+        obs_space, action_space = self.env_cfg.spaces()
+        if self.env_cfg.normalize_obs:
+            obs_space = gym.spaces.Box(-np.inf, np.inf, obs_space.shape, np.float32)
+        return obs_space, action_space
+
+    def build_networks(self) -> None:
+        raise NotImplementedError
+
+    def configure_model(self) -> None:
+        self.build_networks()
+
+    # ---- envs ---------------------------------------------------------------------------------------
+    def env_seed(self, offset: int = 0) -> int:
+        # distinct seeds for every sub-env of every DDP rank (and for evaluation, offset)
+        return self.seed + offset + self.global_rank * self.env_cfg.num_envs
+
+    def setup(self, stage: str) -> None:
+        # Adam's second moments of tiny RL gradients turn denormal, which x86 CPUs compute ~100x slower
+        # (measured: DQN CartPole 870 -> 1040 env steps/s); flushing them to zero changes no result here.
+        torch.set_flush_denormal(True)
+        if stage == "fit" and self.envs is None:
+            self.envs = make_env(self.env_cfg, seed=self.env_seed(), gamma=self.gamma)
+            self.next_obs, _ = self.envs.reset(seed=self.env_seed())
+
+    def make_eval_env(self, video_dir: Path | None = None) -> gym.vector.VectorEnv:
+        env = make_env(self.env_cfg, seed=self.env_seed(10_000), num_envs=min(self.eval_episodes, 8),
+                       training=False, video_dir=video_dir)
+        env.reset(seed=self.env_seed(10_000))
+        return env
+
+    def teardown(self, stage: str) -> None:
+        norm = find_wrapper(self.envs, NormalizeObservation) if self.envs is not None else None
+        if norm is not None and self._saved_obs_rms is None:
+            self._saved_obs_rms = norm.state_dict()  # the final evaluation runs after the training envs close
+        for env in (self.envs, self.eval_envs):
+            if env is not None:
+                env.close()
+        self.envs = self.eval_envs = None
+
+    def sync_obs_normalization(self, target: gym.vector.VectorEnv) -> None:
+        """Copy the training env's observation statistics into an evaluation env (frozen there)."""
+        dst = find_wrapper(target, NormalizeObservation)
+        src = find_wrapper(self.envs, NormalizeObservation) if self.envs is not None else None
+        if dst is None:
+            return
+        if self._saved_obs_rms is not None:  # a policy loaded for evaluation brings its own statistics
+            dst.load_state_dict(self._saved_obs_rms)
+        elif src is not None:
+            dst.load_state_dict(src.state_dict())
+
+    _saved_obs_rms: dict[str, torch.Tensor] | None = None
+
+    # ---- the loop -----------------------------------------------------------------------------------
+    def train_dataloader(self) -> _Iterations:
+        return _Iterations(self)
+
+    def on_train_start(self) -> None:
+        self._clock = {"start": time.perf_counter(), "eval": 0.0, "seconds0": self.train_seconds,
+                       "steps0": self.env_steps}
+        self._last_log_step = self.env_steps
+
+    def record_episodes(self, infos: dict[str, Any]) -> None:
+        for _, ret, length in finished_episodes(infos):
+            self.episode_returns.append(ret)
+            self.episode_lengths.append(length)
+
+    def end_iteration(self, metrics: dict[str, float]) -> None:
+        """Call at the end of each training_step: counters, logging every log_interval steps, evaluation."""
+        self.iteration += 1
+        c = self._clock
+        self.train_seconds = c["seconds0"] + time.perf_counter() - c["start"] - c["eval"]
+        last = self.iteration >= self.total_iterations
+        if self.env_steps - self._last_log_step >= self.log_interval or last:
+            self._last_log_step = self.env_steps
+            elapsed = self.train_seconds - c["seconds0"]
+            metrics = dict(metrics)
+            metrics["time/sps"] = (self.env_steps - c["steps0"]) / max(elapsed, 1e-9)
+            metrics["time/train_seconds"] = self.train_seconds
+            if self.episode_returns:
+                metrics["rollout/ep_return"] = float(np.mean(self.episode_returns))
+                metrics["rollout/ep_len"] = float(np.mean(self.episode_lengths))
+            self.log_at_env_step(metrics)
+        if self.iteration % self.iterations_per_epoch == 0 or last:
+            t0 = time.perf_counter()
+            self.periodic_evaluation()
+            c["eval"] += time.perf_counter() - t0
+
+    def log_at_env_step(self, metrics: dict[str, float], show: bool = False) -> None:
+        """Log to every logger with the env step as x-axis; `show` also puts them in callback_metrics
+        (progress display, checkpoint monitor, final metrics)."""
+        if self.trainer.is_global_zero:
+            for lg in self.loggers:
+                lg.log_metrics(metrics, step=self.env_steps)
+        for k, v in metrics.items():
+            if show or k.startswith("eval/") or k in ("rollout/ep_return", "time/sps"):
+                self.log(k, float(v), logger=False, on_step=True, on_epoch=False, batch_size=1)
+
+    # ---- evaluation ---------------------------------------------------------------------------------
+    def predict(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
+        raise NotImplementedError
+
+    def evaluate_policy(self, n_episodes: int, video_dir: Path | None = None) -> dict[str, float]:
+        """eval/return (mean), eval/return_std, eval/ep_len over `n_episodes` fresh episodes."""
+        if video_dir is not None:
+            env = self.make_eval_env(video_dir)
+        else:
+            if self.eval_envs is None:
+                self.eval_envs = self.make_eval_env()
+            env = self.eval_envs
+        self.sync_obs_normalization(env)
+        was_training = self.training
+        self.eval()
+        try:
+            returns, lengths = evaluate(self.predict, env, n_episodes, self.eval_deterministic)
+        finally:
+            self.train(was_training)
+            if video_dir is not None:
+                env.close()  # writes the video file
+        return {"eval/return": float(returns.mean()), "eval/return_std": float(returns.std()),
+                "eval/ep_len": float(lengths.mean())}
+
+    def periodic_evaluation(self) -> None:
+        metrics = self.evaluate_policy(self.eval_episodes)
+        metrics["time/train_seconds"] = self.train_seconds
+        self.log_at_env_step(metrics, show=True)
+        for lg in self.loggers:
+            lg.save()  # the CSV on disk keeps up with the checkpoints
+
+    def final_evaluation(self, n_episodes: int, video_dir: Path | None, loggers: list[Logger]) -> dict[str, float]:
+        """The run's closing evaluation (with a video when enabled), logged at the last env step."""
+        metrics = self.evaluate_policy(n_episodes, video_dir if self.video else None)
+        if self.global_rank == 0:
+            for lg in loggers:
+                lg.log_metrics(metrics, step=self.env_steps)
+                if self.video and video_dir is not None and isinstance(lg, WandbLogger):
+                    files = [str(p) for p in video_files(video_dir)]
+                    if files:
+                        lg.log_video("eval/video", files[-1:], step=self.env_steps)
+                lg.save()
+        return metrics
+
+    # ---- state --------------------------------------------------------------------------------------
+    def extra_state(self) -> dict[str, Any]:
+        """Algorithm-specific state for the checkpoint (e.g. the replay buffer). Subclasses extend."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state: dict[str, Any] = {
+            "env_steps": self.env_steps, "iteration": self.iteration, "train_seconds": self.train_seconds,
+            "episode_returns": list(self.episode_returns), "episode_lengths": list(self.episode_lengths),
+            "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+            "numpy_rng": {"state": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
+                          "pos": int(np.random.get_state()[2])},
+            "python_rng": random.getstate(),
+        }
+        for key, cls in (("obs_rms", NormalizeObservation), ("return_rms", NormalizeReward)):
+            wrapper = find_wrapper(self.envs, cls) if self.envs is not None else None
+            if wrapper is not None:
+                state[key] = wrapper.state_dict()
+        state.update(self.extra_state())
+        checkpoint["agent_state"] = state
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("agent_state")
+        if state is None:
+            raise ValueError("this checkpoint has no agent state: it was not written by one of the lab's agents.")
+        self.env_steps, self.iteration = int(state["env_steps"]), int(state["iteration"])
+        self.train_seconds = float(state["train_seconds"])
+        self.episode_returns.extend(state["episode_returns"])
+        self.episode_lengths.extend(state["episode_lengths"])
+        self.rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(("MT19937", state["numpy_rng"]["state"].numpy().astype(np.uint32),
+                             state["numpy_rng"]["pos"], 0, 0.0))
+        random.setstate(state["python_rng"])
+        for key, cls in (("obs_rms", NormalizeObservation), ("return_rms", NormalizeReward)):
+            wrapper = find_wrapper(self.envs, cls) if self.envs is not None else None
+            if wrapper is not None and key in state:
+                wrapper.load_state_dict(state[key])
+        if self.envs is not None:  # continue with fresh episodes, seeded by where training stopped
+            self.next_obs, _ = self.envs.reset(seed=self.env_seed(self.iteration * 7919))
+        self.load_extra_state(state)
+
+    def load_policy(self, ckpt_path: str | Path) -> None:
+        """Weights and observation statistics of a checkpoint, for evaluation (counters untouched)."""
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if "agent_state" not in ckpt:
+            raise ValueError(f"{ckpt_path} has no agent state: it was not written by one of the lab's agents.")
+        self.build_networks()
+        self.load_state_dict(ckpt["state_dict"])
+        self._saved_obs_rms = ckpt["agent_state"].get("obs_rms")
+        if self.envs is None and "env_steps" in ckpt["agent_state"] and self.env_steps == 0:
+            self.env_steps = int(ckpt["agent_state"]["env_steps"])

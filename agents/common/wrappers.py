@@ -1,0 +1,84 @@
+"""Vector-env normalization whose statistics travel in checkpoints.
+
+Gymnasium's vector `NormalizeObservation` refuses same-step autoreset (it would leave `info["final_obs"]`
+unnormalized), so observations are normalized here with Gymnasium's own `RunningMeanStd`, final
+observations included. Rewards use Gymnasium's vector `NormalizeReward`, plus SB3 VecNormalize's clip.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector import VectorEnv, VectorWrapper
+from gymnasium.wrappers.utils import RunningMeanStd
+from gymnasium.wrappers.vector import NormalizeReward as _GymNormalizeReward
+
+
+def _rms_state(rms: RunningMeanStd) -> dict[str, torch.Tensor]:
+    return {"mean": torch.as_tensor(np.asarray(rms.mean, dtype=np.float64)),
+            "var": torch.as_tensor(np.asarray(rms.var, dtype=np.float64)),
+            "count": torch.tensor(float(rms.count), dtype=torch.float64)}
+
+
+def _load_rms(rms: RunningMeanStd, state: dict[str, torch.Tensor]) -> None:
+    rms.mean = state["mean"].numpy().copy()
+    rms.var = state["var"].numpy().copy()
+    rms.count = float(state["count"])
+
+
+class NormalizeObservation(VectorWrapper):
+    """(obs - mean) / sqrt(var + eps), clipped to [-clip, clip]; statistics updated while `update`."""
+
+    def __init__(self, env: VectorEnv, clip: float = 10.0, epsilon: float = 1e-8, update: bool = True) -> None:
+        super().__init__(env)
+        box = spaces.Box(-clip, clip, shape=env.single_observation_space.shape, dtype=np.float32)
+        self.single_observation_space = box
+        self.observation_space = spaces.Box(-clip, clip, shape=(env.num_envs, *box.shape), dtype=np.float32)
+        self.obs_rms = RunningMeanStd(shape=box.shape, dtype=np.float64)
+        self.clip, self.epsilon, self.update = clip, epsilon, update
+
+    def normalize(self, obs: np.ndarray) -> np.ndarray:
+        out = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + self.epsilon)
+        return np.clip(out, -self.clip, self.clip).astype(np.float32)
+
+    def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        if self.update:
+            self.obs_rms.update(obs)
+        return self.normalize(obs), info
+
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        if "final_obs" in info:  # same-step autoreset: the ended episodes' last observations
+            info["final_obs"] = np.array([None if o is None else self.normalize(o) for o in info["final_obs"]],
+                                         dtype=object)
+        if self.update:
+            self.obs_rms.update(obs)
+        return self.normalize(obs), reward, terminated, truncated, info
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return _rms_state(self.obs_rms)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        _load_rms(self.obs_rms, state)
+
+
+class NormalizeReward(_GymNormalizeReward):
+    """Gymnasium's return-based reward scaling, clipped to [-clip, clip] like SB3's VecNormalize."""
+
+    def __init__(self, env: VectorEnv, gamma: float = 0.99, clip: float = 10.0, epsilon: float = 1e-8) -> None:
+        super().__init__(env, gamma=gamma, epsilon=epsilon)
+        self.clip = clip
+
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = super().step(actions)
+        return obs, np.clip(reward, -self.clip, self.clip), terminated, truncated, info
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return _rms_state(self.return_rms)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        _load_rms(self.return_rms, state)

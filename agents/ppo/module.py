@@ -1,0 +1,205 @@
+"""Proximal Policy Optimization (Schulman et al., 2017) as a LightningModule.
+
+One training_step = one iteration, read top to bottom: collect `num_steps` x `num_envs` transitions,
+compute GAE advantages, then `update_epochs` passes of clipped-objective minibatch updates. Conventions
+follow Stable-Baselines3's PPO (the lab's reference): linear schedules decay with the fraction of
+`total_timesteps` left, the value loss is a plain MSE (optionally clipped around the old values), and
+`target_kl` stops the update before a minibatch whose approximate KL exceeds 1.5 x target_kl.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from agents.common.buffers import RolloutBuffer
+from agents.common.envs import EnvConfig, final_observations
+from agents.common.module import RLModule
+from agents.ppo.nets import ActorCritic
+
+
+class PPO(RLModule):
+    """PPO with GAE, clipping (and optional value clipping), advantage normalization, entropy bonus,
+    target-KL early stop, linear annealing of learning rate and clip range; MLP or Nature-CNN policies."""
+
+    def __init__(
+        self,
+        env: EnvConfig,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        total_timesteps: int = 100_000,
+        seed: int = 0,
+        learning_rate: float = 3e-4,
+        anneal_lr: bool = False,
+        num_steps: int = 2048,
+        batch_size: int = 64,
+        update_epochs: int = 10,
+        gamma: float = 0.99,
+        gae_lambda: float = 0.95,
+        clip_coef: float = 0.2,
+        anneal_clip: bool = False,
+        clip_vloss: bool = False,
+        norm_adv: bool = True,
+        ent_coef: float = 0.0,
+        vf_coef: float = 0.5,
+        max_grad_norm: float = 0.5,
+        target_kl: float | None = None,
+        encoder: str = "mlp",
+        net_arch: tuple[int, ...] = (64, 64),
+        activation: str = "tanh",
+        ortho_init: bool = True,
+        log_std_init: float = 0.0,
+        eval_freq: int = 5000,
+        eval_episodes: int = 10,
+        eval_deterministic: bool = True,
+        log_interval: int = 2048,
+        video: bool = True,
+    ) -> None:
+        super().__init__(env, total_timesteps, seed, gamma, eval_freq, eval_episodes, eval_deterministic,
+                         log_interval, video)
+        for key, value in (("num_steps", num_steps), ("batch_size", batch_size), ("update_epochs", update_epochs)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"agent.{key}={value!r} is not valid: it must be an integer >= 1.")
+        rollout = num_steps * env.num_envs
+        if batch_size > rollout:
+            raise ValueError(f"agent.batch_size={batch_size} is larger than the rollout, agent.num_steps x "
+                             f"env.num_envs = {num_steps} x {env.num_envs} = {rollout}; choose batch_size <= {rollout}.")
+        if learning_rate <= 0 or clip_coef <= 0:
+            raise ValueError(f"agent.learning_rate={learning_rate!r} and agent.clip_coef={clip_coef!r} must be > 0.")
+        if not 0.0 <= gae_lambda <= 1.0:
+            raise ValueError(f"agent.gae_lambda={gae_lambda!r} is not valid: it must be in [0, 1].")
+        if target_kl is not None and target_kl <= 0:
+            raise ValueError(f"agent.target_kl={target_kl!r} is not valid: null (off) or a number > 0.")
+        self.save_hyperparameters(ignore=["env", "optimizer"])
+        self.optimizer_factory = optimizer
+        self.learning_rate, self.anneal_lr = learning_rate, anneal_lr
+        self.num_steps, self.batch_size, self.update_epochs = num_steps, batch_size, update_epochs
+        self.gae_lambda, self.clip_coef, self.anneal_clip, self.clip_vloss = gae_lambda, clip_coef, anneal_clip, clip_vloss
+        self.norm_adv, self.ent_coef, self.vf_coef = norm_adv, ent_coef, vf_coef
+        self.max_grad_norm, self.target_kl = max_grad_norm, target_kl
+        self.net_kwargs = dict(net_arch=list(net_arch), activation=activation, ortho_init=ortho_init,
+                               log_std_init=log_std_init, encoder=encoder)
+        self.policy: ActorCritic | None = None
+        self.buffer: RolloutBuffer | None = None
+        self.generator = torch.Generator().manual_seed(seed)  # minibatch shuffling
+
+    @property
+    def steps_per_iteration(self) -> int:
+        return self.num_steps * self.env_cfg.num_envs
+
+    def check_env(self) -> None:
+        obs_space, action_space = self.spaces()
+        if not isinstance(action_space, (spaces.Discrete, spaces.Box)):
+            raise ValueError(f"PPO supports Discrete and Box action spaces; env.id={self.env_cfg.id!r} has "
+                             f"{action_space}.")
+        ActorCritic(obs_space.shape, action_space, **self.net_kwargs)  # shape checks (encoder vs observations)
+
+    def build_networks(self) -> None:
+        if self.policy is None:
+            obs_space, action_space = self.spaces()
+            self.policy = ActorCritic(obs_space.shape, action_space, **self.net_kwargs)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_factory(self.policy.parameters(), lr=self.learning_rate)
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if stage == "fit" and self.buffer is None:
+            obs_space, action_space = self.spaces()
+            discrete = isinstance(action_space, spaces.Discrete)
+            self.buffer = RolloutBuffer(
+                self.num_steps, self.env_cfg.num_envs, obs_space.shape, () if discrete else action_space.shape,
+                obs_dtype=torch.uint8 if obs_space.dtype == np.uint8 else torch.float32,
+                action_dtype=torch.long if discrete else torch.float32, device=self.device)
+
+    @torch.inference_mode()
+    def predict(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
+        action, _, _ = self.policy.act(torch.as_tensor(obs, device=self.device), deterministic)
+        return action.cpu().numpy()
+
+    def training_step(self, batch: int, batch_idx: int) -> None:
+        opt = self.optimizers()
+        buf, envs = self.buffer, self.envs
+
+        # 1. Rollout: num_steps vector steps with the current policy.
+        buf.final_values.zero_()
+        with torch.inference_mode():
+            for t in range(self.num_steps):
+                obs = torch.as_tensor(self.next_obs, device=self.device)
+                action, logprob, value = self.policy.act(obs)
+                next_obs, reward, terminated, truncated, infos = envs.step(action.cpu().numpy())
+                buf.obs[t], buf.actions[t], buf.logprobs[t], buf.values[t] = obs, action, logprob, value
+                buf.rewards[t] = torch.as_tensor(reward)
+                buf.terminated[t] = torch.as_tensor(terminated)
+                buf.truncated[t] = torch.as_tensor(truncated)
+                cut = truncated & ~terminated
+                if cut.any():  # time limit: bootstrap from the observation before the autoreset
+                    final = final_observations(next_obs, infos, cut)[cut]
+                    buf.final_values[t, torch.as_tensor(cut)] = self.policy.value(torch.as_tensor(final, device=self.device))
+                self.record_episodes(infos)
+                self.next_obs = next_obs
+            self.env_steps += self.steps_per_iteration
+
+            # 2. Advantages and value targets.
+            next_value = self.policy.value(torch.as_tensor(self.next_obs, device=self.device))
+        buf.compute_returns_and_advantages(next_value, self.gamma, self.gae_lambda)
+
+        # 3. Schedules: linear in the fraction of the budget left (SB3's progress_remaining).
+        progress = max(1.0 - self.env_steps / self.total_timesteps, 0.0)
+        lr = self.learning_rate * (progress if self.anneal_lr else 1.0)
+        clip = self.clip_coef * (progress if self.anneal_clip else 1.0)
+        for group in opt.param_groups:
+            group["lr"] = lr
+
+        # 4. Update epochs over shuffled minibatches.
+        stats: dict[str, list[float]] = {k: [] for k in ("pg_loss", "v_loss", "entropy", "approx_kl", "clip_frac")}
+        stop = False
+        for _ in range(self.update_epochs):
+            for mb in buf.minibatches(self.batch_size, self.generator):
+                logprob, entropy, value = self.policy.evaluate_actions(mb["obs"], mb["actions"])
+                log_ratio = logprob - mb["logprobs"]
+                ratio = log_ratio.exp()
+                with torch.no_grad():
+                    approx_kl = ((ratio - 1) - log_ratio).mean().item()  # Schulman's k3 estimator
+                if self.target_kl is not None and approx_kl > 1.5 * self.target_kl:
+                    stop = True
+                    break
+                adv = mb["advantages"]
+                if self.norm_adv and adv.numel() > 1:
+                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip)).mean()
+                if self.clip_vloss:
+                    v_clipped = mb["values"] + (value - mb["values"]).clamp(-clip, clip)
+                    v_loss = torch.max((value - mb["returns"]) ** 2, (v_clipped - mb["returns"]) ** 2).mean()
+                else:
+                    v_loss = ((value - mb["returns"]) ** 2).mean()
+                entropy_mean = entropy.mean()
+                loss = pg_loss - self.ent_coef * entropy_mean + self.vf_coef * v_loss
+
+                opt.zero_grad()
+                self.manual_backward(loss)
+                self.clip_gradients(opt, gradient_clip_val=self.max_grad_norm, gradient_clip_algorithm="norm")
+                opt.step()
+
+                stats["pg_loss"].append(pg_loss.item())
+                stats["v_loss"].append(v_loss.item())
+                stats["entropy"].append(entropy_mean.item())
+                stats["approx_kl"].append(approx_kl)
+                stats["clip_frac"].append(((ratio - 1).abs() > clip).float().mean().item())
+            if stop:
+                break
+
+        values, returns = buf.values.flatten(), buf.returns.flatten()
+        var_returns = returns.var().item()
+        metrics: dict[str, Any] = {f"train/{k}": float(np.mean(v)) for k, v in stats.items() if v}
+        metrics["train/clip_fraction"] = metrics.pop("train/clip_frac", 0.0)
+        metrics.update({
+            "train/explained_variance": float("nan") if var_returns == 0 else 1 - (returns - values).var().item() / var_returns,
+            "train/learning_rate": lr, "train/clip_range": clip, "train/early_stop": float(stop),
+        })
+        if not self.policy.discrete:
+            metrics["train/std"] = self.policy.log_std.exp().mean().item()
+        self.end_iteration(metrics)
