@@ -285,7 +285,12 @@ class RLModule(LightningModule):
             if wrapper is not None and key in state:
                 wrapper.load_state_dict(state[key])
         if self.envs is not None:  # continue with fresh episodes, seeded by where training stopped
+            norm = find_wrapper(self.envs, NormalizeObservation)
+            if norm is not None:
+                norm.update = False  # the restored statistics stay exactly as saved
             self.next_obs, _ = self.envs.reset(seed=self.env_seed(self.iteration * 7919))
+            if norm is not None:
+                norm.update = True
         self.load_extra_state(state)
 
     def load_policy(self, ckpt_path: str | Path) -> None:

@@ -53,8 +53,10 @@ class NormalizeObservation(VectorWrapper):
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(actions)
         if "final_obs" in info:  # same-step autoreset: the ended episodes' last observations
-            info["final_obs"] = np.array([None if o is None else self.normalize(o) for o in info["final_obs"]],
-                                         dtype=object)
+            final = np.empty(len(info["final_obs"]), dtype=object)
+            for i, o in enumerate(info["final_obs"]):
+                final[i] = None if o is None else self.normalize(o)
+            info["final_obs"] = final
         if self.update:
             self.obs_rms.update(obs)
         return self.normalize(obs), reward, terminated, truncated, info

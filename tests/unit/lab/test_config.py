@@ -19,6 +19,9 @@ def test_groups_have_the_expected_options():
     assert set(group_options("logger")) >= {"wandb", "csv", "tensorboard", "many", "none"}
     assert set(group_options("model/optimizer")) >= {"sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta"}
     assert set(group_options("model/scheduler")) >= {"onecycle", "cosine", "step", "plateau"}
+    assert set(group_options("agent")) >= {"dqn", "ppo", "sb3_dqn", "sb3_ppo"}
+    assert set(group_options("env")) >= {"cartpole", "acrobot", "lunarlander", "pendulum", "halfcheetah", "pong",
+                                         "breakout"}
     assert set(group_options("experiment")) >= {"mlp_mnist", "cnn_mnist", "resnet_fashion", "lstm_seqmnist",
                                                 "gru_seqmnist", "transformer_seqmnist"}
 
@@ -82,10 +85,35 @@ def test_logger_options(name, tmp_path):
 def test_callbacks_default(tmp_path):
     cfg = make_cfg([], tmp_path, None, smoke=False)
     callbacks = [instantiate(node, f"callbacks.{k}") for k, node in cfg.callbacks.items()]
-    assert len(callbacks) == 5
+    assert len(callbacks) == 6
+    # last.ckpt is written every epoch by its own callback, not only when the monitored metric improves
+    assert cfg.callbacks.last_checkpoint.filename == "last" and cfg.callbacks.last_checkpoint.monitor is None
 
 
-@pytest.mark.parametrize("name", group_options("experiment"))
+RL = [e for e in group_options("experiment") if e.startswith(("ppo_", "dqn_"))]
+
+
+@pytest.mark.parametrize("name", RL)
+def test_rl_experiment_options(name, tmp_path):
+    cfg = make_cfg([f"experiment={name}"], tmp_path, None, smoke=False)
+    assert cfg.task_name == name and cfg.get("model") is None and cfg.get("data") is None
+    validate(cfg)
+    env = instantiate(cfg.env, "env")
+    agent = instantiate(cfg.agent, "agent", env=cfg.env)
+    assert agent.env_cfg == env and agent.total_timesteps >= 50_000
+    OmegaConf.to_container(cfg, resolve=True)
+
+
+@pytest.mark.parametrize("agent", group_options("agent"))
+@pytest.mark.parametrize("env", ["cartpole", "pong"])
+def test_agent_and_env_options(agent, env, tmp_path):
+    cfg = make_cfg([f"agent={agent}", f"env={env}", "agent.encoder=" + ("nature_cnn" if env == "pong" else "mlp")],
+                   tmp_path, None, smoke=False)
+    a = instantiate(cfg.agent, "agent", env=cfg.env)
+    a.check_env()
+
+
+@pytest.mark.parametrize("name", [e for e in group_options("experiment") if e not in RL])
 def test_experiment_options(name, tmp_path, data_dir):
     cfg = make_cfg([f"experiment={name}"], tmp_path, data_dir)
     assert cfg.task_name == name

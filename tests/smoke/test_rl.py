@@ -1,0 +1,150 @@
+"""Every RL experiment through run(cfg) for a few hundred env steps; resume, eval mode, determinism, bad input."""
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import open_dict
+
+from helpers import make_cfg
+from lab.errors import ConfigError
+from lab.run import run
+from lab.validate import group_options
+
+RL_EXPERIMENTS = [e for e in group_options("experiment") if e.startswith(("ppo_", "dqn_"))]
+
+COMMON = ["logger=csv", "trainer.accelerator=cpu", "trainer.enable_model_summary=false", "~callbacks.model_summary",
+          "agent.total_timesteps=256", "agent.eval_freq=128", "agent.eval_episodes=2", "agent.video=false",
+          "agent.log_interval=64", "env.max_episode_steps=60", "callbacks.progress_bar.plain=true"]
+SHRINK = {
+    "ppo": ["env.num_envs=2", "agent.num_steps=32", "agent.batch_size=32", "agent.update_epochs=2"],
+    "dqn": ["env.num_envs=1", "agent.train_freq=4", "agent.gradient_steps=1", "agent.learning_starts=32",
+            "agent.buffer_size=500", "agent.batch_size=16"],
+}
+
+
+def rl_cfg(experiment: str, tmp_path: Path, extra: list[str] = ()):
+    algo = experiment.split("_")[0]
+    return make_cfg([f"experiment={experiment}", *COMMON, *SHRINK[algo], *extra], tmp_path, None, smoke=False)
+
+
+def metrics_rows(cfg) -> list[dict[str, str]]:
+    rows = []
+    for path in sorted(Path(cfg.paths.output_dir).glob("csv/*/metrics.csv")):
+        with path.open() as f:
+            rows += list(csv.DictReader(f))
+    return rows
+
+
+def test_every_rl_experiment_is_covered():
+    assert {"dqn_cartpole", "ppo_cartpole", "ppo_acrobot", "dqn_lunarlander", "ppo_lunarlander", "ppo_pendulum",
+            "ppo_halfcheetah", "dqn_pong", "ppo_breakout"} <= set(RL_EXPERIMENTS)
+
+
+@pytest.mark.parametrize("experiment", RL_EXPERIMENTS)
+def test_experiment_trains_evaluates_and_checkpoints(experiment, tmp_path):
+    cfg = rl_cfg(experiment, tmp_path)
+    metrics = run(cfg)
+    assert "eval/return" in metrics and "eval/return_std" in metrics
+    out = Path(cfg.paths.output_dir)
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["agent_state"]["env_steps"] >= 256
+    rows = metrics_rows(cfg)
+    steps = [int(r["step"]) for r in rows]
+    assert steps == sorted(steps) and max(steps) >= 256  # env steps on the x-axis
+    keys = {k for r in rows for k, v in r.items() if v}
+    assert {"eval/return", "time/sps", "train/learning_rate"} <= keys
+    if experiment.startswith("ppo_"):
+        assert {"train/approx_kl", "train/clip_fraction", "train/explained_variance", "train/pg_loss",
+                "train/v_loss", "train/entropy"} <= keys
+    else:
+        assert {"train/loss", "train/q_values", "train/epsilon"} <= keys
+
+
+@pytest.mark.parametrize("agent", ["sb3_ppo", "sb3_dqn"])
+def test_sb3_baselines_run_under_the_same_config(agent, tmp_path):
+    experiment = "ppo_cartpole" if agent == "sb3_ppo" else "dqn_cartpole"
+    cfg = rl_cfg(experiment, tmp_path, [f"agent={agent}", "agent.video=true"])
+    metrics = run(cfg)
+    assert "eval/return" in metrics
+    out = Path(cfg.paths.output_dir)
+    assert (out / "checkpoints" / "last.zip").is_file() and list((out / "videos").glob("*.mp4"))
+    keys = {k for r in metrics_rows(cfg) for k, v in r.items() if v}
+    assert {"eval/return", "time/train_seconds", "rollout/ep_return"} <= keys
+
+
+def test_resume_continues_counters_and_normalization(tmp_path):
+    cfg = rl_cfg("ppo_pendulum", tmp_path)  # normalizes observations and rewards
+    run(cfg)
+    first = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=False)["agent_state"]
+    cfg2 = rl_cfg("ppo_pendulum", tmp_path, ["resume=true", "agent.total_timesteps=512"])
+    run(cfg2)
+    last = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=False)["agent_state"]
+    assert first["env_steps"] == 256 and last["env_steps"] == 512
+    assert last["obs_rms"]["count"] > first["obs_rms"]["count"]  # statistics carried on, not restarted
+    steps = [int(r["step"]) for r in metrics_rows(cfg)]
+    assert max(steps) == 512
+
+
+def test_normalization_statistics_restored_from_checkpoint(tmp_path):
+    from agents.common.envs import find_wrapper
+    from agents.common.wrappers import NormalizeObservation, NormalizeReward
+
+    cfg = rl_cfg("ppo_pendulum", tmp_path)
+    run(cfg)
+    ckpt = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=False)
+    import hydra
+
+    with open_dict(cfg):
+        agent = hydra.utils.instantiate(cfg.agent, env=cfg.env, _convert_="all")
+    agent.setup("fit")
+    agent.build_networks()
+    agent.on_load_checkpoint(ckpt)
+    for key, cls in (("obs_rms", NormalizeObservation), ("return_rms", NormalizeReward)):
+        restored = find_wrapper(agent.envs, cls).state_dict()
+        for k in ("mean", "var", "count"):
+            torch.testing.assert_close(restored[k], ckpt["agent_state"][key][k])
+    assert agent.env_steps == ckpt["agent_state"]["env_steps"]
+    agent.teardown("fit")
+
+
+def test_eval_mode_reports_mean_and_std_and_writes_a_video(tmp_path, capsys):
+    cfg = rl_cfg("dqn_cartpole", tmp_path)
+    run(cfg)
+    ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    cfg_eval = rl_cfg("dqn_cartpole", tmp_path / "eval", ["mode=eval", f"ckpt_path={ckpt}", "agent.video=true",
+                                                          "agent.eval_episodes=3"])
+    metrics = run(cfg_eval)
+    assert "Evaluation over 3 episodes: return" in capsys.readouterr().out
+    assert metrics["eval/return_std"] >= 0
+    assert list((Path(cfg_eval.paths.output_dir) / "videos").glob("*.mp4"))
+
+
+@pytest.mark.parametrize("experiment", ["ppo_cartpole", "dqn_cartpole"])
+def test_same_seed_same_first_losses(experiment, tmp_path):
+    key = "train/pg_loss" if experiment.startswith("ppo") else "train/loss"
+    losses = []
+    for i in range(2):
+        cfg = rl_cfg(experiment, tmp_path / str(i), ["seed=7"])
+        run(cfg)
+        losses.append([r[key] for r in metrics_rows(cfg) if r.get(key)][:3])
+    assert losses[0] and losses[0] == losses[1]
+    cfg = rl_cfg(experiment, tmp_path / "other", ["seed=8"])
+    run(cfg)
+    assert [r[key] for r in metrics_rows(cfg) if r.get(key)][:3] != losses[0]
+
+
+@pytest.mark.parametrize(("overrides", "match"), [
+    (["experiment=ppo_cartpole", "env.id=CartPole-v7"], r"env.id='CartPole-v7'.*close matches: CartPole-v1"),
+    (["experiment=dqn_cartpole", "env=pendulum"], r"DQN needs a Discrete action space.*Pendulum-v1"),
+    (["experiment=ppo_cartpole", "env.num_envs=0"], r"env.num_envs=0"),
+    (["experiment=ppo_cartpole", "agent.batch_size=1024"], r"batch_size=1024 is larger than the rollout.*32 x 8 = 256"),
+    (["experiment=ppo_cartpole", "agent.gae_lambda=1.5"], r"gae_lambda=1.5"),
+    (["experiment=dqn_cartpole", "agent=sb3_dqn", "agent.dueling=true"], r"dueling=True.*Stable-Baselines3"),
+])
+def test_bad_input_fails_before_training(overrides, match, tmp_path):
+    cfg = make_cfg(overrides + ["logger=csv"], tmp_path, None, smoke=False)
+    with pytest.raises(ConfigError, match=match):
+        run(cfg)
+    assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()

@@ -1,0 +1,92 @@
+"""Envs: config checks, same-step autoreset, episode statistics, normalization, evaluation."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from agents.common.envs import EnvConfig, final_observations, find_wrapper, finished_episodes, make_env
+from agents.common.evaluate import evaluate
+from agents.common.wrappers import NormalizeObservation, NormalizeReward
+
+
+def test_unknown_env_id_lists_close_matches():
+    with pytest.raises(ValueError, match="CartPole-v1"):
+        EnvConfig(id="CartPole-v9")
+
+
+@pytest.mark.parametrize("n", [0, -2])
+def test_num_envs_must_be_positive(n):
+    with pytest.raises(ValueError, match="env.num_envs"):
+        EnvConfig(id="CartPole-v1", num_envs=n)
+
+
+def test_same_step_autoreset_gives_final_obs_and_episode_stats():
+    env = make_env(EnvConfig(id="CartPole-v1", num_envs=2, max_episode_steps=5), seed=0)
+    obs, _ = env.reset(seed=0)
+    for _t in range(5):
+        next_obs, _, term, trunc, infos = env.step(np.zeros(2, dtype=np.int64))
+    assert (term | trunc).all()  # at most 5 steps
+    real = final_observations(next_obs, infos, term | trunc)
+    assert not np.allclose(real, next_obs)  # next_obs already holds the reset observations
+    episodes = finished_episodes(infos)
+    assert sorted(i for i, _, _ in episodes) == [0, 1]
+    assert all(length == 5 and ret == 5.0 for _, ret, length in episodes)
+    env.close()
+
+
+def test_seeds_make_runs_repeatable():
+    def first_obs(seed):
+        env = make_env(EnvConfig(id="CartPole-v1", num_envs=3), seed=seed)
+        obs, _ = env.reset(seed=seed)
+        env.close()
+        return obs
+    np.testing.assert_array_equal(first_obs(1), first_obs(1))
+    assert not np.allclose(first_obs(1), first_obs(2))
+    assert len({tuple(o) for o in first_obs(1)}) == 3  # every sub-env has its own seed
+
+
+def test_observation_normalization_covers_final_obs_and_round_trips():
+    def run(normalize):
+        env = make_env(EnvConfig(id="Pendulum-v1", num_envs=2, normalize_obs=normalize, normalize_reward=normalize,
+                                 max_episode_steps=10), seed=0)
+        env.reset(seed=0)
+        for t in range(10):
+            if normalize and t == 9:
+                find_wrapper(env, NormalizeObservation).update = False  # the statistics the last step used
+            obs, reward, term, trunc, infos = env.step(np.zeros((2, 1), dtype=np.float32))
+        assert (term | trunc).all()
+        return env, np.stack(list(infos["final_obs"])), reward
+
+    raw_env, raw_final, raw_reward = run(False)
+    env, final, reward = run(True)
+    norm = find_wrapper(env, NormalizeObservation)
+    np.testing.assert_allclose(final, norm.normalize(raw_final), rtol=1e-5)  # final obs normalized too
+    assert final.dtype == np.float32 and not np.allclose(final, raw_final)
+    assert not np.allclose(reward, raw_reward)  # scaled by the return std
+    state = norm.state_dict()
+    assert state["count"] > 20
+    other = make_env(EnvConfig(id="Pendulum-v1", num_envs=2, normalize_obs=True), seed=1, training=False)
+    other_norm = find_wrapper(other, NormalizeObservation)
+    other_norm.load_state_dict(state)
+    torch.testing.assert_close(other_norm.state_dict()["mean"], state["mean"])
+    assert not other_norm.update and find_wrapper(other, NormalizeReward) is None  # evaluation: frozen, true rewards
+    for e in (env, raw_env, other):
+        e.close()
+
+
+def test_atari_preprocessing_shapes():
+    cfg = EnvConfig(id="ALE/Pong-v5", num_envs=1, atari=True, frame_stack=4)
+    obs_space, action_space = cfg.spaces()
+    assert obs_space.shape == (4, 84, 84) and obs_space.dtype == np.uint8
+    assert isinstance(action_space, gym.spaces.Discrete)
+
+
+def test_evaluate_splits_episodes_over_envs():
+    env = make_env(EnvConfig(id="CartPole-v1", num_envs=3), seed=0, training=False)
+    returns, lengths = evaluate(lambda obs, det: np.zeros(len(obs), dtype=np.int64), env, 7, seed=0)
+    assert len(returns) == 7 and np.array_equal(returns, lengths)  # CartPole: +1 per step
+    assert (returns < 20).all()  # always pushing left falls quickly
+    with pytest.raises(ValueError, match="n_episodes"):
+        evaluate(lambda obs, det: obs, env, 0)
+    env.close()
