@@ -10,7 +10,7 @@ ARGS   ?=
 DATASET ?= mnist
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test setup data lint format bench clean
+.PHONY: run test setup data lint format bench bench-rl clean
 
 run: setup data
 	$(BIN)/python -m lab experiment=$(EXPERIMENT) $(ARGS)
@@ -43,6 +43,10 @@ format: setup
 bench: setup data
 	$(BIN)/python scripts/bench.py cnn_mnist --seeds 0 1 2
 	$(BIN)/python scripts/bench_overhead.py
+
+bench-rl: setup
+	$(BIN)/python scripts/bench_rl.py ppo_cartpole dqn_cartpole --seeds 0 1 2 3 4
+	$(BIN)/python scripts/bench_rl.py ppo_lunarlander ppo_pendulum --seeds 0 --agents ours
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from functools import partial
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -14,13 +16,27 @@ from lab.paths import CONFIG_DIR
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    from lab.run import run  # imported here so `--help` and config errors stay fast
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
+    from lab.run import run  # imported here so `--help` and config errors stay fast
+    from lab.sweep import write_result
+
+    hc = HydraConfig.get()
+    record = partial(write_result, Path(hc.runtime.output_dir), list(hc.overrides.task), cfg.optimized_metric,
+                     cfg.optimized_mode)
     try:
         metrics = run(cfg)
     except ConfigError as e:
+        record(None, error=str(e))
         print(f"error: {e}", file=sys.stderr)
+        if hc.mode == RunMode.MULTIRUN:
+            raise  # a failed job of the sweep (recorded in its summary), not the end of the process
         sys.exit(2)
+    except Exception as e:
+        record(None, error=f"{type(e).__name__}: {e}")
+        raise
+    record(metrics)
     return metrics.get(cfg.optimized_metric)
 
 

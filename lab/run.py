@@ -85,6 +85,13 @@ def build_loggers(cfg: DictConfig, output_dir: Path) -> list[Logger]:
 
 def build_callbacks(cfg: DictConfig, has_logger: bool) -> list[Callback]:
     callbacks = []
+    opt = cfg.get("optuna")
+    if opt is not None and opt.get("storage") and opt.get("report"):  # a trial of an Optuna sweep
+        from lab.optuna import OptunaPruning
+
+        pruner = HydraConfig.get().sweeper.get("pruner") if HydraConfig.initialized() else None
+        callbacks.append(OptunaPruning(opt.storage, opt.study_name, int(opt.trial_id), cfg.optimized_metric,
+                                       OmegaConf.to_container(pruner) if pruner else None))
     for key, node in (cfg.get("callbacks") or {}).items():
         if isinstance(node, DictConfig) and "_target_" in node:
             cb = instantiate(node, f"callbacks.{key}")
@@ -167,6 +174,10 @@ def run_agent(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
     callbacks = build_callbacks(cfg, has_logger=bool(loggers))
     trainer: Trainer = instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False,
                                    max_epochs=agent.num_epochs)
+    if trainer.world_size > 1:
+        raise ConfigError(f"trainer.devices={cfg.trainer.devices!r} / trainer.num_nodes={cfg.trainer.num_nodes!r} "
+                          f"give {trainer.world_size} processes, but the RL agents train on one device for now; "
+                          "use trainer.devices=1 (scale out with more env.num_envs, or a sweep over seeds).")
     if trainer.is_global_zero:
         log_config(cfg, loggers, output_dir)
     try:

@@ -124,6 +124,10 @@ class ReplayBuffer:
             w = (size * probs[flat]) ** (-beta)
             weights = (w / ((size * probs.min()) ** (-beta))).astype(np.float32)
         t, e = np.divmod(flat, self.num_envs)
+        if n_step == 1:  # plain one-step TD targets: no window to walk
+            disc = np.where(self.terminated[t, e], 0.0, gamma).astype(np.float32)
+            return {"obs": self.obs[t, e], "actions": self.actions[t, e], "returns": self.rewards[t, e],
+                    "discounts": disc, "next_obs": self.next_obs[t, e], "weights": weights, "index": flat}
         k = np.arange(n_step)
         steps = (t[:, None] + k) % self.capacity  # (B, n)
         newest = (self.pos - 1) % self.capacity

@@ -137,12 +137,15 @@ class DQN(RLModule):
     @torch.inference_mode()
     def predict(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
         """Greedy actions; epsilon-greedy (per sub-env) unless deterministic."""
-        greedy = self.q_net(torch.as_tensor(obs, device=self.device)).argmax(-1).cpu().numpy()
         if deterministic:
-            return greedy
-        n = len(greedy)
+            return self.q_net(torch.as_tensor(obs, device=self.device)).argmax(-1).cpu().numpy()
+        n = len(obs)
         explore = self.rng.random(n) < self.epsilon()
-        return np.where(explore, self.rng.integers(0, self.envs.single_action_space.n, n), greedy)
+        random_actions = self.rng.integers(0, self.envs.single_action_space.n, n)
+        if explore.all():  # no need for Q-values (most steps early in training)
+            return random_actions
+        greedy = self.q_net(torch.as_tensor(obs, device=self.device)).argmax(-1).cpu().numpy()
+        return np.where(explore, random_actions, greedy)
 
     def update_target(self) -> None:
         if self.tau >= 1.0:

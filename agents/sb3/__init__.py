@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
@@ -65,13 +66,17 @@ class _EvalAndCheckpoint(BaseCallback):
     def _on_training_start(self) -> None:
         self.t0 = time.perf_counter()
         self.next_eval = self.agent.eval_freq
+        self.eval_env = self.agent.make_eval_env(self.agent.eval_episodes)
+
+    def _on_training_end(self) -> None:
+        self.eval_env.close()
 
     def _on_step(self) -> bool:
         if self.num_timesteps < self.next_eval:
             return True
         self.next_eval += self.agent.eval_freq
         start = time.perf_counter()
-        metrics = self.agent.evaluate_policy(self.model, self.agent.eval_episodes)
+        metrics = self.agent.evaluate_policy(self.model, self.agent.eval_episodes, self.eval_env)
         metrics["time/train_seconds"] = start - self.t0 - self.eval_seconds
         for lg in self.loggers:
             lg.log_metrics(metrics, step=self.num_timesteps)
@@ -141,18 +146,29 @@ class SB3Agent:
                     "count": torch.tensor(float(rms.count))}
         return self.obs_rms
 
-    def evaluate_policy(self, model: BaseAlgorithm, n_episodes: int, video_dir: Path | None = None) -> dict[str, float]:
+    def make_eval_env(self, n_episodes: int, video_dir: Path | None = None) -> gym.vector.VectorEnv:
         env = make_env(self.env_cfg, seed=self.seed + 10_000, num_envs=min(n_episodes, 8), training=False,
                        video_dir=video_dir)
+        env.reset(seed=self.seed + 10_000)
+        return env
+
+    def evaluate_policy(self, model: BaseAlgorithm, n_episodes: int, env: gym.vector.VectorEnv | None = None,
+                        video_dir: Path | None = None) -> dict[str, float]:
+        """Like our agents: periodic evaluations continue one eval env (fresh episodes each time, the
+        same protocol for both); the final one gets its own env (with the video)."""
+        own = env is None
+        if own:
+            env = self.make_eval_env(n_episodes, video_dir)
         norm = find_wrapper(env, NormalizeObservation)
         stats = self._obs_stats(model)
         if norm is not None and stats is not None:
             norm.load_state_dict(stats)
         try:
             returns, lengths = evaluate(lambda obs, det: model.predict(obs, deterministic=det)[0], env, n_episodes,
-                                        self.eval_deterministic, seed=self.seed + 10_000)
+                                        self.eval_deterministic)
         finally:
-            env.close()
+            if own:
+                env.close()
         return {"eval/return": float(returns.mean()), "eval/return_std": float(returns.std()),
                 "eval/ep_len": float(lengths.mean())}
 
@@ -186,7 +202,7 @@ class SB3Agent:
         else:
             model = self.load(ckpt_path)
             steps = model.num_timesteps
-        metrics.update(self.evaluate_policy(model, self.eval_episodes, video_dir if self.video else None))
+        metrics.update(self.evaluate_policy(model, self.eval_episodes, video_dir=video_dir if self.video else None))
         for lg in loggers:
             lg.log_metrics(metrics, step=steps)
             files = video_files(video_dir) if self.video else []

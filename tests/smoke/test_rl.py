@@ -148,3 +148,44 @@ def test_bad_input_fails_before_training(overrides, match, tmp_path):
     with pytest.raises(ConfigError, match=match):
         run(cfg)
     assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()
+
+
+def test_dqn_checkpoint_carries_the_replay_buffer_when_asked(tmp_path):
+    cfg = rl_cfg("dqn_cartpole", tmp_path, ["agent.save_replay_buffer=true"])
+    run(cfg)
+    state = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=False)["agent_state"]
+    assert int(state["replay_buffer"]["pos"]) == 256 % 500 and state["vector_steps"] == 256
+    cfg2 = rl_cfg("dqn_cartpole", tmp_path, ["agent.save_replay_buffer=true", "resume=true",
+                                            "agent.total_timesteps=384"])
+    run(cfg2)
+    state2 = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=False)["agent_state"]
+    assert int(state2["replay_buffer"]["pos"]) == 384  # continued filling the restored buffer
+    torch.testing.assert_close(state2["replay_buffer"]["obs"][:256], state["replay_buffer"]["obs"][:256])
+    plain = rl_cfg("dqn_cartpole", tmp_path / "plain")
+    run(plain)
+    assert "replay_buffer" not in torch.load(Path(plain.paths.output_dir) / "checkpoints" / "last.ckpt",
+                                             weights_only=False)["agent_state"]
+
+
+def test_multirun_compares_ours_and_sb3_in_one_sweep(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    overrides = [o for o in COMMON + SHRINK["ppo"] if not o.startswith("~")] + ["~callbacks.model_summary"]
+    cmd = [sys.executable, "-m", "lab", "-m", "experiment=ppo_cartpole", "agent=ppo,sb3_ppo", "seed=0",
+           *overrides, f"hydra.sweep.dir={tmp_path}/sweep", f"paths.log_dir={tmp_path}/logs"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, WANDB_MODE="offline"), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("Final metrics:") == 2
+    assert (tmp_path / "sweep" / "0" / "checkpoints" / "last.ckpt").is_file()
+    assert (tmp_path / "sweep" / "1" / "checkpoints" / "last.zip").is_file()
+    # the sweep summary: both jobs, their overrides and eval/return, best first
+    import csv as _csv
+
+    with (tmp_path / "sweep" / "summary.csv").open() as f:
+        rows = list(_csv.DictReader(f))
+    assert sorted(r["overrides"].split()[1] for r in rows) == ["agent=ppo", "agent=sb3_ppo"]
+    returns = [float(r["eval/return"]) for r in rows]
+    assert returns == sorted(returns, reverse=True) and all(r["status"] == "ok" for r in rows)
+    assert "| rank | job | overrides |" in (tmp_path / "sweep" / "summary.md").read_text()

@@ -72,3 +72,45 @@ def test_matches_a_reference_loop_on_random_data():
             a = delta + gamma * lam * cont * a
             assert adv[t, n].item() == pytest.approx(float(a), abs=1e-5)
     torch.testing.assert_close(ret, adv + v)
+
+
+def test_gae_across_a_real_vector_env_autoreset():
+    """CartPole in 2 sub-envs with a 12-step time limit: some episodes fall over
+    (terminated), some hit the limit (truncated), and the vector env resets them in the same step. The
+    advantages must match a per-env reference that bootstraps from the true final observation on
+    truncation, from nothing on termination, and never crosses into the next episode."""
+    import numpy as np
+
+    from agents.common.envs import EnvConfig, final_observations, make_env
+
+    gamma, lam, T = 0.9, 0.7, 40
+    env = make_env(EnvConfig(id="CartPole-v1", num_envs=2, max_episode_steps=12), seed=3)
+    obs, _ = env.reset(seed=3)
+
+    def value(o):  # any fixed function of the observation will do
+        return torch.as_tensor(np.asarray(o, dtype=np.float32) @ np.array([1.0, 0.5, -2.0, 0.25], dtype=np.float32))
+
+    rewards, values, terminated, truncated, final_values, next_states = [], [], [], [], [], []
+    for t in range(T):  # sub-env 0 balances by alternating (reaches the limit), sub-env 1 falls over
+        next_obs, r, term, trunc, infos = env.step(np.array([t % 2, 0], dtype=np.int64))
+        real_next = final_observations(next_obs, infos, term | trunc)
+        rewards.append(torch.as_tensor(r, dtype=torch.float32))
+        values.append(value(obs))
+        terminated.append(torch.as_tensor(term))
+        truncated.append(torch.as_tensor(trunc))
+        final_values.append(value(real_next) * torch.as_tensor(trunc & ~term))
+        next_states.append(real_next)
+        obs = next_obs
+    env.close()
+    R, V, TE, TR, FV = (torch.stack(x) for x in (rewards, values, terminated, truncated, final_values))
+    assert TE.any() and TR.any()  # both kinds of episode end occurred
+    adv, _ = compute_gae(R, V, TE, TR, FV, value(obs), gamma, lam)
+
+    # Reference: per sub-env, walk backwards; delta uses V(true next state) unless terminated.
+    for i in range(2):
+        last = 0.0
+        for t in reversed(range(T)):
+            v_next = 0.0 if TE[t, i] else float(value(next_states[t][i : i + 1])[0])
+            delta = float(R[t, i]) + gamma * v_next - float(V[t, i])
+            last = delta + (0.0 if (TE[t, i] or TR[t, i]) else gamma * lam * last)
+            assert float(adv[t, i]) == pytest.approx(last, rel=1e-4, abs=1e-4)
