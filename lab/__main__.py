@@ -36,7 +36,10 @@ def main(cfg: DictConfig) -> float | None:
     except Exception as e:
         record(None, error=f"{type(e).__name__}: {e}")
         raise
-    record(metrics)
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if rank_zero_only.rank == 0:  # DDP's other processes run this too, in the same folder
+        record(metrics)
     return metrics.get(cfg.optimized_metric)
 
 

@@ -132,6 +132,11 @@ def _single_log_stream() -> None:
                 lightning_logger.removeHandler(h)
 
 
+def _uses_cuda(cfg: DictConfig) -> bool:
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
 def log_config(cfg: DictConfig, loggers: list[Logger], output_dir: Path) -> None:
     config = OmegaConf.to_container(cfg, resolve=True)
     for lg in loggers:
@@ -172,12 +177,11 @@ def run_agent(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
 
     assert isinstance(agent, RLModule)
     callbacks = build_callbacks(cfg, has_logger=bool(loggers))
-    trainer: Trainer = instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False,
-                                   max_epochs=agent.num_epochs)
-    if trainer.world_size > 1:
-        raise ConfigError(f"trainer.devices={cfg.trainer.devices!r} / trainer.num_nodes={cfg.trainer.num_nodes!r} "
-                          f"give {trainer.world_size} processes, but the RL agents train on one device for now; "
-                          "use trainer.devices=1 (scale out with more env.num_envs, or a sweep over seeds).")
+    trainer: Trainer = instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+    # DDP: every process steps its own envs (seeded by rank) and gradients are averaged; the budget
+    # agent.total_timesteps and eval_freq count env steps over all processes.
+    agent.world_size = trainer.world_size
+    trainer.fit_loop.max_epochs = agent.num_epochs
     if trainer.is_global_zero:
         log_config(cfg, loggers, output_dir)
     try:
@@ -221,6 +225,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
     output_dir.mkdir(parents=True, exist_ok=True)
 
     seed_everything(cfg.seed, workers=True)
+    if cfg.trainer.get("sync_batchnorm") and not _uses_cuda(cfg):
+        with open_dict(cfg):  # torch's SyncBatchNorm is CUDA-only; CPU (gloo) DDP keeps per-process statistics
+            cfg.trainer.sync_batchnorm = False
+        log.info("trainer.sync_batchnorm=false: SyncBatchNorm needs CUDA devices")
     if cfg.get("agent") is not None:
         return run_agent(cfg, output_dir)
     datamodule: LightningDataModule = instantiate(cfg.data, "data")

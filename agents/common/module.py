@@ -67,8 +67,9 @@ class RLModule(LightningModule):
         self.eval_envs: gym.vector.VectorEnv | None = None
         self.next_obs: np.ndarray | None = None
         # Counters and statistics that checkpoints carry.
-        self.env_steps = 0
+        self.env_steps = 0  # over all DDP ranks
         self.iteration = 0
+        self.world_size = 1  # DDP processes, each with its own envs (set by lab.run before fit)
         self.train_seconds = 0.0  # wall-clock of training so far, evaluations excluded
         self.episode_returns: deque[float] = deque(maxlen=100)
         self.episode_lengths: deque[int] = deque(maxlen=100)
@@ -82,12 +83,16 @@ class RLModule(LightningModule):
         raise NotImplementedError
 
     @property
+    def global_steps_per_iteration(self) -> int:  # over all DDP ranks
+        return self.steps_per_iteration * self.world_size
+
+    @property
     def total_iterations(self) -> int:
-        return math.ceil(self.total_timesteps / self.steps_per_iteration)
+        return math.ceil(self.total_timesteps / self.global_steps_per_iteration)
 
     @property
     def iterations_per_epoch(self) -> int:
-        return max(1, round(self.eval_freq / self.steps_per_iteration))
+        return max(1, round(self.eval_freq / self.global_steps_per_iteration))
 
     @property
     def num_epochs(self) -> int:
@@ -226,6 +231,9 @@ class RLModule(LightningModule):
     def periodic_evaluation(self) -> None:
         metrics = self.evaluate_policy(self.eval_episodes)
         metrics["time/train_seconds"] = self.train_seconds
+        if self.world_size > 1:  # every rank evaluated its own episodes: one mean, the same on every rank
+            metrics = {k: float(self.trainer.strategy.reduce(torch.tensor(v, device=self.device), reduce_op="mean"))
+                       for k, v in metrics.items()}
         self.log_at_env_step(metrics, show=True)
         for lg in self.loggers:
             lg.save()  # the CSV on disk keeps up with the checkpoints

@@ -166,7 +166,7 @@ class DQN(RLModule):
             buf.add(obs, real_next, actions, rewards, terminated, truncated)
             self.record_episodes(infos)
             self.next_obs = next_obs
-            self.env_steps += self.env_cfg.num_envs
+            self.env_steps += self.env_cfg.num_envs * self.world_size
             self.vector_steps += 1
             if self.vector_steps % max(self.target_update_interval // self.env_cfg.num_envs, 1) == 0:
                 self.update_target()

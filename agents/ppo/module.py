@@ -141,7 +141,7 @@ class PPO(RLModule):
                     buf.final_values[t, torch.as_tensor(cut)] = self.policy.value(torch.as_tensor(final, device=self.device))
                 self.record_episodes(infos)
                 self.next_obs = next_obs
-            self.env_steps += self.steps_per_iteration
+            self.env_steps += self.global_steps_per_iteration
 
             # 2. Advantages and value targets.
             next_value = self.policy.value(torch.as_tensor(self.next_obs, device=self.device))

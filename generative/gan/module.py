@@ -163,7 +163,7 @@ class GAN(LightningModule):
         self._generate_into(quality, self.hparams.val_samples)
         figures = quality.compute()
         quality.reset_fake()
-        self.log_dict({f"val/{k}": v for k, v in figures.items()})
+        self.log_dict({f"val/{k}": v for k, v in figures.items()}, sync_dist=True)
 
     def on_test_epoch_start(self) -> None:
         if self.quality is not None:
@@ -182,4 +182,4 @@ class GAN(LightningModule):
         figures["fid_floor"] = fid_floor_from_datamodule(quality, self.trainer.datamodule,
                                                          self.hparams.test_samples, self.device)
         quality.reset_all()  # validation (if any follows) collects its real images again
-        self.log_dict({f"test/{k}": v for k, v in figures.items()})
+        self.log_dict({f"test/{k}": v for k, v in figures.items()}, sync_dist=True)

@@ -105,7 +105,7 @@ class VAE(LightningModule):
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x = self._inputs(batch[0], batch_idx, train=False)
         m = self._losses(x)
-        self.log_dict({f"val/{k}": m[k] for k in ("loss", "nelbo", "recon", "kl")}, prog_bar=True)
+        self.log_dict({f"val/{k}": m[k] for k in ("loss", "nelbo", "recon", "kl")}, prog_bar=True, sync_dist=True)
         if batch_idx == 0:
             self._val_images = x[:32]
 
@@ -144,14 +144,14 @@ class VAE(LightningModule):
         x_grey = batch[0]
         x = self._inputs(x_grey, batch_idx, train=False)
         m = self._losses(x)
-        self.log_dict({f"test/{k}": m[k] for k in ("loss", "nelbo", "recon", "kl")})
+        self.log_dict({f"test/{k}": m[k] for k in ("loss", "nelbo", "recon", "kl")}, sync_dist=True)
         limit = self.hparams.iw_examples
         n = len(x) if limit is None else min(len(x), limit - self._iw_done)
         if self.hparams.iw_samples > 0 and n > 0:
             ll = iwae_log_likelihood(x[:n], m["mu"][:n], m["logvar"][:n], self.log_px, self.hparams.iw_samples,
                                      self.hparams.iw_chunk)
             self._iw_done += n
-            self.log("test/nll_iw", -ll.mean(), batch_size=n)
+            self.log("test/nll_iw", -ll.mean(), batch_size=n, sync_dist=True)
         if self.quality is not None:
             self.quality.update_real(x_grey)
 
@@ -168,7 +168,7 @@ class VAE(LightningModule):
             figures = quality.compute()
             figures["fid_floor"] = fid_floor_from_datamodule(quality, self.trainer.datamodule,
                                                                   self.hparams.quality_samples, self.device)
-        self.log_dict({f"test/{k}": v for k, v in figures.items()})
+        self.log_dict({f"test/{k}": v for k, v in figures.items()}, sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
         return configure(self, self.optimizer_factory, self.scheduler_factory)
