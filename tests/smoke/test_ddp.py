@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from helpers import SMOKE
 
 DDP = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
