@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from functools import partial
 from pathlib import Path
 
 import hydra
@@ -23,8 +22,11 @@ def main(cfg: DictConfig) -> float | None:
     from lab.sweep import write_result
 
     hc = HydraConfig.get()
-    record = partial(write_result, Path(hc.runtime.output_dir), list(hc.overrides.task), cfg.optimized_metric,
-                     cfg.optimized_mode)
+    def record(metrics: dict[str, float] | None, error: str | None = None) -> None:
+        # cfg.paths.output_dir, not Hydra's: resume=true writes into the run it continues
+        write_result(Path(cfg.paths.output_dir), list(hc.overrides.task), cfg.optimized_metric, cfg.optimized_mode,
+                     metrics, error)
+
     try:
         metrics = run(cfg)
     except ConfigError as e:
