@@ -10,12 +10,12 @@ ARGS   ?=
 DATASET ?= mnist
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test setup data lint format bench bench-rl clean
+.PHONY: run test setup browser data lint format bench bench-rl clean
 
 run: setup data
 	$(BIN)/python -m lab experiment=$(EXPERIMENT) $(ARGS)
 
-test: setup
+test: setup browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
@@ -29,6 +29,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q $(TORCH)
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
+
+# Debian's chromium renders lab.report's HTML in a test; without it (no apt) that one test is skipped.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
+	  echo "chromium not installed: the report's browser test will be skipped"
 
 data: setup
 	$(BIN)/python -m lab.data fetch $(DATASET)

@@ -1,0 +1,228 @@
+"""`python -m lab.report <run or sweep folder>`: one self-contained HTML report from local logs.
+
+It reads what every run leaves on disk (CSV metrics, .hydra/ config and overrides, result.json, media/
+sample grids, videos/) and writes `report.html` into the folder: learning curves (mean over seeds with
+a min-max band, per configuration), the sweep table sorted by the objective, the best configuration,
+the newest sample grids and evaluation videos. Images and videos are embedded, so the file can be
+mailed or attached as it is. `--wandb` also publishes a W&B Report (wandb-workspaces) with the same
+panels for the sweep's W&B group (needs an online account).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import html
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lab.sweep import RESULT_FILE
+
+CURVE_KEYS = ("eval/return", "rollout/ep_return", "val/acc", "val/loss", "val/nelbo", "val/fid", "train/loss",
+              "train/loss_epoch", "train/d_loss", "train/g_loss", "train/approx_kl", "time/sps")
+
+
+@dataclass
+class Run:
+    path: Path
+    overrides: list[str]
+    result: dict[str, Any]
+    rows: list[dict[str, float]] = field(default_factory=list)
+
+    label: str = ""  # the overrides that set this run apart from the others, seed excepted
+
+
+def label_runs(runs: list[Run]) -> None:
+    """Runs that differ only by seed share a label (and a curve with a band over the seeds)."""
+    def varying(r: Run) -> list[str]:
+        return [o for o in r.overrides if not o.startswith(("seed=", "optuna.", "hydra."))]
+
+    common = set.intersection(*(set(varying(r)) for r in runs)) if runs else set()
+    for r in runs:
+        r.label = " ".join(o for o in varying(r) if o not in common)
+
+
+def find_runs(root: Path) -> list[Run]:
+    runs = []
+    for hydra_dir in sorted(root.glob("**/.hydra")):
+        run_dir = hydra_dir.parent
+        if not list(run_dir.glob("csv/*/metrics.csv")):
+            continue
+        overrides = yaml.safe_load((hydra_dir / "overrides.yaml").read_text()) or []
+        result_file = run_dir / RESULT_FILE
+        result = json.loads(result_file.read_text()) if result_file.is_file() else {"status": "no result", "metrics": {}}
+        run = Run(run_dir, list(overrides), result)
+        for path in sorted(run_dir.glob("csv/*/metrics.csv")):
+            with path.open() as f:
+                for row in csv.DictReader(f):
+                    vals = {}
+                    for k, v in row.items():
+                        try:
+                            vals[k] = float(v)
+                        except (TypeError, ValueError):
+                            continue
+                    run.rows.append(vals)
+        runs.append(run)
+    label_runs(runs)
+    return runs
+
+
+def curve(run: Run, key: str) -> tuple[list[float], list[float]]:
+    pts = sorted((r["step"], r[key]) for r in run.rows if key in r and "step" in r and math.isfinite(r[key]))
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def plot_png(runs: list[Run], key: str) -> str | None:
+    """Mean over the seeds of each configuration, with a min-max band; base64 PNG, or None without data."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    groups: dict[str, list[Run]] = {}
+    for r in runs:
+        groups.setdefault(r.label, []).append(r)
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    drawn = False
+    for name, members in groups.items():
+        curves = [c for c in (curve(r, key) for r in members) if c[0]]
+        if not curves:
+            continue
+        grid = np.unique(np.concatenate([np.asarray(x) for x, _ in curves]))
+        ys = np.stack([np.interp(grid, x, y, left=np.nan, right=np.nan) for x, y in curves])
+        mean = np.nanmean(ys, axis=0)
+        label = f"{name or 'run'} ({len(curves)} seed{'s' if len(curves) > 1 else ''})"
+        ax.plot(grid, mean, label=label[:80], marker="o" if len(grid) < 30 else None, markersize=3)
+        if len(curves) > 1:
+            ax.fill_between(grid, np.nanmin(ys, axis=0), np.nanmax(ys, axis=0), alpha=0.2)
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("step (env steps for RL)")
+    ax.set_title(key)
+    ax.grid(alpha=0.3)
+    if len(groups) <= 8:
+        ax.legend(fontsize=7)
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def objective(runs: list[Run]) -> tuple[str | None, str]:
+    for r in runs:
+        if r.result.get("optimized_metric"):
+            return r.result["optimized_metric"], r.result.get("optimized_mode", "max")
+    return None, "max"
+
+
+def build_html(root: Path, runs: list[Run], metrics: list[str] | None = None) -> str:
+    metric, mode = objective(runs)
+    ranked = sorted(runs, key=lambda r: (r.result.get("metrics", {}).get(metric) is None,
+                                         (-1 if mode == "max" else 1) * (r.result.get("metrics", {}).get(metric) or 0)))
+    keys = metrics or [k for k in dict.fromkeys([metric, *CURVE_KEYS]) if k and any(k in row for r in runs for row in r.rows)]
+    parts = [f"<h1>lab report: {html.escape(root.name)}</h1>",
+             f"<p>{len(runs)} run(s) in <code>{html.escape(str(root))}</code>; objective "
+             f"<b>{html.escape(str(metric))}</b> ({mode}).</p>", "<h2>Learning curves</h2>"]
+    for k in keys:
+        png = plot_png(runs, k)
+        if png:
+            parts.append(f'<img class="plot" alt="{html.escape(k)}" src="data:image/png;base64,{png}">')
+    parts.append("<h2>Runs, best first</h2><table><tr><th>#</th><th>run</th><th>overrides</th><th>status</th>"
+                 f"<th>{html.escape(str(metric))}</th></tr>")
+    for i, r in enumerate(ranked, 1):
+        value = r.result.get("metrics", {}).get(metric)
+        parts.append(f"<tr><td>{i}</td><td>{html.escape(r.path.name)}</td><td><code>{html.escape(' '.join(r.overrides))}"
+                     f"</code></td><td>{html.escape(r.result.get('status', ''))}</td>"
+                     f"<td>{'' if value is None else f'{value:.6g}'}</td></tr>")
+    parts.append("</table>")
+    if ranked:
+        best = ranked[0]
+        cfg = best.path / ".hydra" / "config.yaml"
+        parts.append(f"<h2>Best configuration</h2><p><code>{html.escape(' '.join(best.overrides))}</code></p>")
+        if cfg.is_file():
+            parts.append(f"<details><summary>resolved config</summary><pre>{html.escape(cfg.read_text())}</pre></details>")
+        final = best.result.get("metrics", {})
+        if final:
+            parts.append("<pre>" + html.escape("\n".join(f"{k}: {v:.6g}" for k, v in sorted(final.items()))) + "</pre>")
+    media = []
+    for r in ranked[:4]:
+        pngs = sorted((r.path / "media").glob("*.png")) if (r.path / "media").is_dir() else []
+        newest: dict[str, Path] = {}
+        for p in pngs:
+            newest[p.stem.rsplit("_epoch", 1)[0]] = p  # the last epoch of each kind of grid
+        for p in newest.values():
+            media.append(f'<figure><img src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
+                         f"<figcaption>{html.escape(r.path.name)}: {html.escape(p.name)}</figcaption></figure>")
+        for v in sorted((r.path / "videos").glob("*.mp4"))[-1:] if (r.path / "videos").is_dir() else []:
+            media.append(f'<figure><video controls muted src="data:video/mp4;base64,'
+                         f'{base64.b64encode(v.read_bytes()).decode()}"></video>'
+                         f"<figcaption>{html.escape(r.path.name)}: {html.escape(v.name)}</figcaption></figure>")
+    if media:
+        parts.append("<h2>Samples and videos</h2><div class='media'>" + "".join(media) + "</div>")
+    style = ("body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px;text-align:left}"
+             "img.plot{width:48%;min-width:420px}figure{display:inline-block;margin:6px}"
+             "figure img,video{max-width:320px}code{font-size:12px}")
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>lab report {html.escape(root.name)}</title>" \
+           f"<style>{style}</style></head><body>{''.join(parts)}</body></html>"
+
+
+def wandb_report(entity: str, project: str, group: str | None, metrics: list[str], title: str) -> Any:
+    """A W&B Report object with the same panels: line plots of each metric for the sweep's group
+    (mean and min-max band over seeds), the runs table and a media browser. Building it needs no network."""
+    import wandb_workspaces.reports.v2 as wr
+
+    runset = wr.Runset(entity=entity, project=project, name=group or "runs",
+                       filters=f"Group = '{group}'" if group else "")
+    panels = [wr.LinePlot(title=m, x="trainer/global_step", y=[m], groupby="Group", groupby_aggfunc="mean",
+                          groupby_rangefunc="minmax") for m in metrics]
+    panels += [wr.RunComparer(), wr.MediaBrowser(media_keys=["eval/video", "val/samples"])]
+    return wr.Report(entity=entity, project=project, title=title[:128],
+                     description="Built by `python -m lab.report --wandb` from the lab's sweep.",
+                     blocks=[wr.H1(text=title[:128]), wr.PanelGrid(runsets=[runset], panels=panels)])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("folder", type=Path, help="a run folder or a sweep folder (logs/<experiment>/multiruns/<date>)")
+    p.add_argument("--out", type=Path, help="default: <folder>/report.html")
+    p.add_argument("--metrics", nargs="+", help="curves to draw (default: the objective and the usual keys)")
+    p.add_argument("--wandb", action="store_true", help="also publish a W&B Report (online account needed)")
+    p.add_argument("--entity")
+    p.add_argument("--project", default="lab")
+    args = p.parse_args()
+    if not args.folder.is_dir():
+        raise SystemExit(f"error: {args.folder} is not a folder; pass a run folder (logs/<experiment>/runs/<date>) "
+                         "or a sweep folder (logs/<experiment>/multiruns/<date>).")
+    runs = find_runs(args.folder)
+    if not runs:
+        raise SystemExit(f"error: no run with CSV metrics under {args.folder} (runs need logger=csv or "
+                         "logger=default); nothing to report.")
+    out = args.out or args.folder / "report.html"
+    out.write_text(build_html(args.folder, runs, args.metrics))
+    print(f"Report of {len(runs)} runs: {out}")
+    if args.wandb:
+        metric, _ = objective(runs)
+        if not args.entity:
+            raise SystemExit("error: --wandb needs --entity <your W&B entity> (and --project, default 'lab').")
+        task = yaml.safe_load((runs[0].path / ".hydra" / "config.yaml").read_text()).get("task_name", "lab")
+        group = f"{task}-{args.folder.name}"  # the group lab.run gives a sweep's W&B runs
+        report = wandb_report(args.entity, args.project, group, args.metrics or [m for m in (metric,) if m],
+                              f"lab: {args.folder.name}")
+        report.save()
+        print(f"W&B report: {report.url}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""`python -m lab.report`: a self-contained HTML report of a sweep, checked in headless Chromium."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from lab.report import find_runs, wandb_report
+
+TINY = ["logger=csv", "trainer.accelerator=cpu", "~callbacks.model_summary", "agent.total_timesteps=512",
+        "agent.eval_freq=128", "agent.eval_episodes=2", "env.max_episode_steps=60", "env.num_envs=2",
+        "agent.num_steps=32", "agent.batch_size=32", "agent.update_epochs=2", "callbacks.progress_bar.plain=true"]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("report")
+    sweep = tmp / "sweep"
+    cmd = [sys.executable, "-m", "lab", "-m", "experiment=ppo_cartpole", "seed=0,1", "agent.clip_coef=0.1,0.2", *TINY,
+           f"hydra.sweep.dir={sweep}", f"paths.log_dir={tmp}/logs"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ, WANDB_MODE="offline"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return sweep
+
+
+def test_html_report_of_a_sweep(sweep):
+    proc = subprocess.run([sys.executable, "-m", "lab.report", str(sweep)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    page = (sweep / "report.html").read_text()
+    assert page.count("<tr><td>") == 4  # the sweep table: every job
+    assert page.count('class="plot"') >= 2 and "data:image/png;base64," in page  # curves, embedded
+    assert "data:video/mp4;base64," in page  # the best runs' evaluation videos, embedded
+    runs = find_runs(sweep)
+    assert {r.label for r in runs} == {"agent.clip_coef=0.1", "agent.clip_coef=0.2"}  # seeds share a curve
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (apt-get install chromium)")
+def test_report_renders_in_headless_chromium(sweep, tmp_path):
+    subprocess.run([sys.executable, "-m", "lab.report", str(sweep)], check=True, capture_output=True, timeout=300)
+    shot = tmp_path / "report.png"
+    proc = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                           f"--screenshot={shot}", "--window-size=1200,1600", (sweep / "report.html").as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert shot.is_file(), proc.stderr[-2000:]
+    from PIL import Image
+
+    img = Image.open(shot).convert("L")
+    assert img.size == (1200, 1600)
+    colours = img.getcolors(maxcolors=256 * 256)
+    assert colours is None or len(colours) > 20  # drawn plots and text, not a blank page
+
+
+def test_wandb_report_object_builds_offline():
+    report = wandb_report("lab-team", "lab", "ppo_cartpole-2026-11-22_08-00-00", ["eval/return", "train/approx_kl"],
+                          "lab: a sweep")
+    # Built and validated (pydantic) with no network; only save() and the runset's project lookup talk to W&B.
+    assert report.title == "lab: a sweep" and report.project == "lab" and report.entity == "lab-team"
+    grid = report.blocks[1]
+    assert [p.title for p in grid.panels[:2]] == ["eval/return", "train/approx_kl"]
+    models = [p._to_model() for p in grid.panels]  # the panel specs W&B would store
+    assert models[0].config.metrics == ["eval/return"] and models[0].config.x_axis == "trainer/global_step"
+    assert grid.runsets[0].filters == "Group = 'ppo_cartpole-2026-11-22_08-00-00'"
