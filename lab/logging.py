@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,19 @@ class WandbLogger(_LightningWandbLogger):
             group=group, tags=list(tags or []), job_type=job_type, entity=entity,
             resume="allow" if id else None,
         )
+
+    @property
+    def experiment(self):  # noqa: ANN201  (Lightning's type: a wandb Run)
+        """The W&B run. Resuming right after a crash can find the run id still held by the killed process's
+        W&B service, which lets go of it once it notices; wait for that (up to a minute) instead of failing."""
+        for attempt in range(30):
+            try:
+                return super().experiment
+            except Exception as e:  # wandb's ServerResponseError, not importable under a stable name
+                if "is in use" not in str(e) or attempt == 29:
+                    raise
+                log.warning("W&B run %s is still held by an earlier (killed?) process; retrying in 2 s", self._id)
+                time.sleep(2)
 
 
 def save_and_log_figure(loggers: list[Logger], key: str, figure, path: str | Path, step: int) -> Path:
