@@ -27,7 +27,10 @@ def lab_cmd(tmp_path: Path, data_dir: Path, extra: list[str]) -> list[str]:
 
 def test_sigkill_then_resume_continues_the_same_wandb_run(tmp_path, data_dir):
     run_dir = tmp_path / "logs" / "mlp_mnist" / "runs" / "first"
-    env = dict(os.environ, WANDB_MODE="offline", OMP_NUM_THREADS="1")
+    # Each run starts its own W&B service: an inherited one (WANDB_SERVICE, from earlier in-process tests)
+    # would outlive the killed run and keep its id "in use", as no real user's fresh shell does.
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    env.update(WANDB_MODE="offline", OMP_NUM_THREADS="1")
     proc = subprocess.Popen(lab_cmd(tmp_path, data_dir, [f"hydra.run.dir={run_dir}"]), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = run_dir / "checkpoints" / "last.ckpt"
