@@ -8,6 +8,7 @@ the lab adds what it does for its own agents: evaluation every `eval_freq` env s
 
 from __future__ import annotations
 
+import pickle
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -178,10 +179,12 @@ class SB3Agent:
             raise ValueError(f"SB3 baselines save .zip files (checkpoints/last.zip, best.zip); got {path.name}.")
         model = self.algorithm.load(path, device=self.device)
         stats_file = path.with_suffix(".vecnormalize.pkl")
-        if stats_file.is_file():
-            vn = VecNormalize.load(str(stats_file), DummyVecEnv([lambda: make_env(self.env_cfg, 0, 1).envs[0]]))
-            self.obs_rms = {"mean": torch.as_tensor(vn.obs_rms.mean), "var": torch.as_tensor(vn.obs_rms.var),
-                            "count": torch.tensor(float(vn.obs_rms.count))}
+        if stats_file.is_file():  # VecNormalize pickles without its venv: its statistics are all we need
+            with stats_file.open("rb") as f:
+                vn = pickle.load(f)
+            if vn.norm_obs:
+                self.obs_rms = {"mean": torch.as_tensor(vn.obs_rms.mean), "var": torch.as_tensor(vn.obs_rms.var),
+                                "count": torch.tensor(float(vn.obs_rms.count))}
         return model
 
     def run(self, mode: str, loggers: list[Logger], output_dir: Path, ckpt_path: str | None,

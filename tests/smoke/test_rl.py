@@ -189,3 +189,12 @@ def test_multirun_compares_ours_and_sb3_in_one_sweep(tmp_path):
     returns = [float(r["eval/return"]) for r in rows]
     assert returns == sorted(returns, reverse=True) and all(r["status"] == "ok" for r in rows)
     assert "| rank | job | overrides |" in (tmp_path / "sweep" / "summary.md").read_text()
+
+
+def test_sb3_checkpoint_with_normalization_evaluates(tmp_path):
+    cfg = rl_cfg("ppo_pendulum", tmp_path, ["agent=sb3_ppo"])  # VecNormalize: its statistics travel with the zip
+    run(cfg)
+    ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.zip"
+    assert ckpt.with_suffix(".vecnormalize.pkl").is_file()
+    metrics = run(rl_cfg("ppo_pendulum", tmp_path / "eval", ["agent=sb3_ppo", "mode=eval", f"ckpt_path={ckpt}"]))
+    assert metrics["eval/return"] < 0  # Pendulum's returns are negative; the run evaluated real episodes
