@@ -23,6 +23,13 @@ from agents.common.wrappers import NormalizeObservation, NormalizeReward
 Vectorization = Literal["sync", "async"]
 
 
+def check_ints(**values: tuple[int, int]) -> None:
+    """ValueError naming the first `agent.<key>` that is not an integer >= its minimum: key=(value, minimum)."""
+    for key, (value, minimum) in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"agent.{key}={value!r} is not valid: it must be an integer >= {minimum}.")
+
+
 def _register_atari() -> None:
     try:
         import ale_py

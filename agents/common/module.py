@@ -24,7 +24,7 @@ import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.loggers import Logger, WandbLogger
 
-from agents.common.envs import EnvConfig, find_wrapper, finished_episodes, make_env
+from agents.common.envs import EnvConfig, check_ints, find_wrapper, finished_episodes, make_env
 from agents.common.evaluate import evaluate, video_files
 from agents.common.wrappers import NormalizeObservation, NormalizeReward
 
@@ -52,10 +52,8 @@ class RLModule(LightningModule):
     def __init__(self, env: EnvConfig, total_timesteps: int, seed: int, gamma: float, eval_freq: int,
                  eval_episodes: int, eval_deterministic: bool, log_interval: int, video: bool) -> None:
         super().__init__()
-        for key, value, minimum in (("total_timesteps", total_timesteps, 1), ("eval_freq", eval_freq, 1),
-                                    ("eval_episodes", eval_episodes, 1), ("log_interval", log_interval, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"agent.{key}={value!r} is not valid: it must be an integer >= {minimum}.")
+        check_ints(total_timesteps=(total_timesteps, 1), eval_freq=(eval_freq, 1), eval_episodes=(eval_episodes, 1),
+                   log_interval=(log_interval, 1))
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"agent.gamma={gamma!r} is not valid: it must be in [0, 1].")
         self.env_cfg = env

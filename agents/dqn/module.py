@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 
 from agents.common.buffers import ReplayBuffer
-from agents.common.envs import EnvConfig, final_observations
+from agents.common.envs import EnvConfig, check_ints, final_observations
 from agents.common.module import RLModule
 from agents.dqn.nets import QNetwork
 from agents.dqn.schedules import linear_schedule
@@ -67,12 +67,9 @@ class DQN(RLModule):
     ) -> None:
         super().__init__(env, total_timesteps, seed, gamma, eval_freq, eval_episodes, eval_deterministic,
                          log_interval, video)
-        for key, value, minimum in (("buffer_size", buffer_size, 1), ("batch_size", batch_size, 1),
-                                    ("train_freq", train_freq, 1), ("target_update_interval", target_update_interval, 1),
-                                    ("n_step", n_step, 1), ("learning_starts", learning_starts, 0),
-                                    ("gradient_steps", gradient_steps, -1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"agent.{key}={value!r} is not valid: it must be an integer >= {minimum}.")
+        check_ints(buffer_size=(buffer_size, 1), batch_size=(batch_size, 1), train_freq=(train_freq, 1),
+                   target_update_interval=(target_update_interval, 1), n_step=(n_step, 1),
+                   learning_starts=(learning_starts, 0), gradient_steps=(gradient_steps, -1))
         if gradient_steps == 0:
             raise ValueError("agent.gradient_steps=0 is not valid: a positive number, or -1 for as many as env steps.")
         if batch_size > buffer_size:

@@ -28,7 +28,7 @@ from stable_baselines3.common.logger import KVWriter
 from stable_baselines3.common.logger import Logger as SB3Logger
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecFrameStack, VecNormalize
 
-from agents.common.envs import EnvConfig, find_wrapper, make_env
+from agents.common.envs import EnvConfig, check_ints, find_wrapper, make_env
 from agents.common.evaluate import evaluate, video_files
 from agents.common.nets import activation as activation_class
 from agents.common.wrappers import NormalizeObservation
@@ -97,10 +97,7 @@ class SB3Agent:
 
     def __init__(self, env: EnvConfig, total_timesteps: int, seed: int, gamma: float, encoder: str, eval_freq: int,
                  eval_episodes: int, eval_deterministic: bool, video: bool) -> None:
-        for key, value in (("total_timesteps", total_timesteps), ("eval_freq", eval_freq),
-                           ("eval_episodes", eval_episodes)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"agent.{key}={value!r} is not valid: it must be an integer >= 1.")
+        check_ints(total_timesteps=(total_timesteps, 1), eval_freq=(eval_freq, 1), eval_episodes=(eval_episodes, 1))
         self.env_cfg, self.total_timesteps, self.seed, self.gamma = env, total_timesteps, seed, gamma
         self.policy = "CnnPolicy" if encoder == "nature_cnn" else "MlpPolicy"
         self.device = "auto" if encoder == "nature_cnn" else "cpu"  # SB3's advice: MLP policies on the CPU

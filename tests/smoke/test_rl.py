@@ -141,6 +141,8 @@ def test_same_seed_same_first_losses(experiment, tmp_path):
     (["experiment=ppo_cartpole", "env.num_envs=0"], r"env.num_envs=0"),
     (["experiment=ppo_cartpole", "agent.batch_size=1024"], r"batch_size=1024 is larger than the rollout.*32 x 8 = 256"),
     (["experiment=ppo_cartpole", "agent.gae_lambda=1.5"], r"gae_lambda=1.5"),
+    (["experiment=dqn_cartpole", "agent.train_freq=0"], r"agent.train_freq=0 is not valid: it must be an integer >= 1"),
+    (["experiment=ppo_cartpole", "agent=sb3_ppo", "agent.eval_episodes=0"], r"agent.eval_episodes=0"),
     (["experiment=dqn_cartpole", "agent=sb3_dqn", "agent.dueling=true"], r"dueling=True.*Stable-Baselines3"),
 ])
 def test_bad_input_fails_before_training(overrides, match, tmp_path):
