@@ -1,13 +1,15 @@
-"""Callbacks: a progress display that suits both terminals and logs."""
+"""Callbacks: a progress display that suits both terminals and logs; a complete W&B history after resume."""
 
 from __future__ import annotations
 
 import os
 import sys
 import time
+from pathlib import Path
 
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
+from lightning.pytorch.callbacks import Callback, ProgressBar, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 
@@ -47,3 +49,21 @@ def progress_bar(plain: bool | None = None) -> ProgressBar:
     if plain is None:
         plain = not sys.stdout.isatty() or bool(os.environ.get("CI"))
     return EpochLines() if plain else RichProgressBar()
+
+
+class ResumedHistory(Callback):
+    """On resume, log to W&B the metrics of the checkpointed epochs that the interrupted run's W&B writer
+    lost (see lab.logging.fill_resumed_history), from the CSV logger's earlier files."""
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        wandb_lg = next((lg for lg in trainer.loggers if isinstance(lg, WandbLogger)), None)
+        csv_lg = next((lg for lg in trainer.loggers if isinstance(lg, CSVLogger)), None)
+        if trainer.ckpt_path is None or not trainer.is_global_zero or wandb_lg is None or csv_lg is None:
+            return
+        from lab.logging import fill_resumed_history
+
+        current = Path(csv_lg.log_dir).resolve()
+        earlier = sorted((d for d in Path(csv_lg.root_dir).glob("version_*")
+                          if d.name.removeprefix("version_").isdigit() and d.resolve() != current),
+                         key=lambda d: int(d.name.removeprefix("version_")))
+        fill_resumed_history(wandb_lg, earlier, before_epoch=trainer.current_epoch)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,6 +16,7 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
 
 log = logging.getLogger(__name__)
+STEP_KEY = "trainer/global_step"  # Lightning's WandbLogger logs the step under this key
 
 
 def wandb_offline_default() -> bool:
@@ -97,12 +102,85 @@ def finish_wandb() -> None:
         wandb.finish()
 
 
-def read_wandb_records(path: str | Path) -> list[dict]:
-    """The records of an offline W&B run (a .wandb file or run folder), via `wandb leet inspect --json`."""
-    import json
-    import subprocess
-    import sys
+def read_wandb_records(path: str | Path, complete: bool = True) -> list[dict]:
+    """The records of an offline W&B run (a .wandb file or run folder), via `wandb leet inspect --json`.
 
+    `complete=False` accepts a log cut short by a killed process: the records before the cut."""
     out = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(path)],
-                         check=True, capture_output=True, text=True, timeout=120).stdout
-    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+                         check=complete, capture_output=True, text=True, timeout=120).stdout
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{") and line.endswith("}")]
+
+
+def read_csv_history(log_dirs: list[Path]) -> list[dict[str, float]]:
+    """The rows that CSVLoggers wrote in `log_dirs` (their metrics.csv, in this order), empty cells left out."""
+    rows = []
+    for d in log_dirs:
+        f = Path(d) / "metrics.csv"
+        if f.is_file():
+            with f.open(newline="") as fh:
+                rows += [{k: float(v) for k, v in row.items() if k and v not in ("", None)} for row in csv.DictReader(fh)]
+    return rows
+
+
+def wandb_logged(records: list[dict]) -> set[tuple[int, str]]:
+    """(trainer/global_step, key) of every metric in W&B history records (as read_wandb_records gives them)."""
+    logged = set()
+    for rec in records:
+        item = rec.get("history", {}).get("item", {}) if rec.get("type") == "history" else {}
+        if STEP_KEY in item:
+            step = int(item[STEP_KEY])
+            logged.update((step, k) for k in item if not k.startswith("_"))
+    return logged
+
+
+def history_gaps(rows: list[dict[str, float]], logged: set[tuple[int, str]],
+                 before_epoch: int) -> dict[int, dict[str, float]]:
+    """The values in CSV `rows` of the epochs before `before_epoch` that are not in `logged`, by step.
+
+    Rows without an epoch (e.g. the learning-rate monitor's) count as checkpointed when their step is not
+    past the last checkpointed epoch's."""
+    last_step = max((r["step"] for r in rows if r.get("epoch", before_epoch) < before_epoch), default=-1.0)
+    gaps: dict[int, dict[str, float]] = {}
+    for r in rows:
+        if "step" not in r or r.get("epoch", before_epoch if r["step"] > last_step else -1) >= before_epoch:
+            continue
+        step = int(r["step"])
+        missing = {k: v for k, v in r.items() if k not in ("step", "epoch") and (step, k) not in logged}
+        if missing:
+            gaps.setdefault(step, {}).update(missing, **({"epoch": r["epoch"]} if "epoch" in r else {}))
+    return dict(sorted(gaps.items()))
+
+
+def fill_resumed_history(wandb_logger: _LightningWandbLogger, csv_dirs: list[Path], before_epoch: int) -> int:
+    """Complete a resumed W&B run's history with what its killed predecessor logged but W&B never stored.
+
+    W&B's writer keeps up to 32 KiB of records in memory, so a SIGKILL loses the last ones, even from
+    before the checkpoint; the CSV logger writes every row as it is logged. Compares the CSV rows of the
+    epochs the checkpoint holds with the earlier W&B history (the server's for online runs, else the local
+    transaction logs) and logs what is missing, at its original step. Returns how many values it logged."""
+    run = wandb_logger.experiment
+    logged = None if wandb_logger._offline else _server_logged(run)
+    if logged is None:
+        here = Path(run.dir).parent.resolve()
+        earlier = [d for d in sorted(Path(run.dir).parent.parent.glob(f"*run-*-{run.id}"))
+                   if d.resolve() != here and d.is_dir()]
+        logged = set().union(*(wandb_logged(read_wandb_records(d, complete=False)) for d in earlier))
+    gaps = history_gaps(read_csv_history(csv_dirs), logged, before_epoch)
+    for step, values in gaps.items():
+        wandb_logger.log_metrics(values, step=step)
+    n = sum(len(v) for v in gaps.values())
+    if n:
+        log.info("W&B: logged %d values (%d steps) that the interrupted run had not stored", n, len(gaps))
+    return n
+
+
+def _server_logged(run) -> set[tuple[int, str]] | None:  # noqa: ANN001  (a wandb Run)
+    """What the W&B server holds of an online run's history; None when it cannot be asked."""
+    try:
+        import wandb
+
+        history = wandb.Api().run(f"{run.entity}/{run.project}/{run.id}").scan_history()
+        return wandb_logged([{"type": "history", "history": {"item": row}} for row in history])
+    except Exception as e:  # no network, no such run yet, API changes: fall back to the local logs
+        log.warning("W&B: could not read the run's history from the server (%s); using the local logs", e)
+        return None

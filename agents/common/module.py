@@ -196,8 +196,9 @@ class RLModule(LightningModule):
         """Log to every logger with the env step as x-axis; `show` also puts them in callback_metrics
         (progress display, checkpoint monitor, final metrics)."""
         if self.trainer.is_global_zero:
-            for lg in self.loggers:
-                lg.log_metrics(metrics, step=self.env_steps)
+            for lg in self.loggers:  # with the epoch and saved at once, as Lightning's own logging does
+                lg.log_metrics({**metrics, "epoch": self.current_epoch}, step=self.env_steps)
+                lg.save()
         for k, v in metrics.items():
             if show or k.startswith("eval/") or k in ("rollout/ep_return", "time/sps"):
                 self.log(k, float(v), logger=False, on_step=True, on_epoch=False, batch_size=1)
