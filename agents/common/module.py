@@ -228,14 +228,23 @@ class RLModule(LightningModule):
                 "eval/ep_len": float(lengths.mean())}
 
     def periodic_evaluation(self) -> None:
+        if self.world_size > 1:  # normalization statistics of every rank's data, before evaluation and checkpoint
+            self.merge_normalization()
         metrics = self.evaluate_policy(self.eval_episodes)
         metrics["time/train_seconds"] = self.train_seconds
         if self.world_size > 1:  # every rank evaluated its own episodes: one mean, the same on every rank
             metrics = {k: float(self.trainer.strategy.reduce(torch.tensor(v, device=self.device), reduce_op="mean"))
                        for k, v in metrics.items()}
         self.log_at_env_step(metrics, show=True)
-        for lg in self.loggers:
-            lg.save()  # the CSV on disk keeps up with the checkpoints
+
+    def merge_normalization(self) -> None:
+        """DDP: every process's observation/reward statistics become those of all processes' data."""
+        for cls in (NormalizeObservation, NormalizeReward):
+            wrapper = find_wrapper(self.envs, cls) if self.envs is not None else None
+            if wrapper is not None:
+                gathered = {k: self.trainer.strategy.all_gather(v.to(self.device)).cpu()
+                            for k, v in wrapper.state_dict().items()}  # [world_size, ...] each
+                wrapper.merge([{k: v[r] for k, v in gathered.items()} for r in range(self.world_size)])
 
     def final_evaluation(self, n_episodes: int, video_dir: Path | None, loggers: list[Logger]) -> dict[str, float]:
         """The run's closing evaluation (with a video when enabled), logged at the last env step."""

@@ -29,7 +29,37 @@ def _load_rms(rms: RunningMeanStd, state: dict[str, torch.Tensor]) -> None:
     rms.count = float(state["count"])
 
 
-class NormalizeObservation(VectorWrapper):
+def merge_statistics(states: list[dict[str, torch.Tensor]], base: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The running statistics of all the data seen by several copies of one RunningMeanStd that each started
+    from `base` (e.g. one per DDP process since their last merge): counts, sums and sums of squares add,
+    with the shared start counted once."""
+    def sums(st: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n = st["count"].double()
+        mean = st["mean"].double()
+        return n, n * mean, n * (st["var"].double() + mean**2)
+
+    extra = len(states) - 1  # copies of the base beyond the one counted
+    n0, s0, q0 = sums(base)
+    each = [sums(st) for st in states]
+    n = sum(e[0] for e in each) - extra * n0
+    s = sum(e[1] for e in each) - extra * s0
+    q = sum(e[2] for e in each) - extra * q0
+    mean = s / n
+    return {"mean": mean, "var": (q / n - mean**2).clamp_min(0.0), "count": n}
+
+
+class SyncedStatistics:
+    """Normalization statistics that DDP processes merge; `synced` is the state they last shared (the
+    start, a loaded checkpoint or the last merge), which each process's own updates add to."""
+
+    synced: dict[str, torch.Tensor]
+
+    def merge(self, states: list[dict[str, torch.Tensor]]) -> None:
+        """Take the statistics of all processes' data, given every process's `state_dict()` (this one's too)."""
+        self.load_state_dict(merge_statistics(states, self.synced))  # type: ignore[attr-defined]
+
+
+class NormalizeObservation(SyncedStatistics, VectorWrapper):
     """(obs - mean) / sqrt(var + eps), clipped to [-clip, clip]; statistics updated while `update`."""
 
     def __init__(self, env: VectorEnv, clip: float = 10.0, epsilon: float = 1e-8, update: bool = True) -> None:
@@ -39,6 +69,7 @@ class NormalizeObservation(VectorWrapper):
         self.observation_space = spaces.Box(-clip, clip, shape=(env.num_envs, *box.shape), dtype=np.float32)
         self.obs_rms = RunningMeanStd(shape=box.shape, dtype=np.float64)
         self.clip, self.epsilon, self.update = clip, epsilon, update
+        self.synced = self.state_dict()
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:
         out = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + self.epsilon)
@@ -66,14 +97,16 @@ class NormalizeObservation(VectorWrapper):
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         _load_rms(self.obs_rms, state)
+        self.synced = self.state_dict()
 
 
-class NormalizeReward(_GymNormalizeReward):
+class NormalizeReward(SyncedStatistics, _GymNormalizeReward):
     """Gymnasium's return-based reward scaling, clipped to [-clip, clip] like SB3's VecNormalize."""
 
     def __init__(self, env: VectorEnv, gamma: float = 0.99, clip: float = 10.0, epsilon: float = 1e-8) -> None:
         super().__init__(env, gamma=gamma, epsilon=epsilon)
         self.clip = clip
+        self.synced = self.state_dict()
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         obs, reward, terminated, truncated, info = super().step(actions)
@@ -84,3 +117,4 @@ class NormalizeReward(_GymNormalizeReward):
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         _load_rms(self.return_rms, state)
+        self.synced = self.state_dict()

@@ -15,7 +15,8 @@ from helpers import SMOKE
 DDP = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
 RL = ["logger=csv", "~callbacks.model_summary", "agent.total_timesteps=1024", "agent.eval_freq=512",
       "agent.eval_episodes=2", "agent.video=false", "env.max_episode_steps=60", "callbacks.progress_bar.plain=true"]
-SHRINK_RL = {"ppo_cartpole": ["env.num_envs=2", "agent.num_steps=64", "agent.batch_size=64", "agent.update_epochs=2"],
+SHRINK_RL = {"ppo_cartpole": ["env.num_envs=2", "agent.num_steps=64", "agent.batch_size=64", "agent.update_epochs=2",
+                              "env.normalize_obs=true", "env.normalize_reward=true"],
              "dqn_cartpole": ["agent.train_freq=16", "agent.gradient_steps=4", "agent.learning_starts=64",
                               "agent.buffer_size=1000", "agent.batch_size=16"]}
 
@@ -46,6 +47,9 @@ def test_ddp_two_processes_on_cpu(experiment, tmp_path, data_dir):
     assert not any(k.startswith("module.") for k in ckpt["state_dict"])
     if experiment in SHRINK_RL:  # the budget counts env steps over both processes
         assert ckpt["agent_state"]["env_steps"] == 1024
+    if experiment == "ppo_cartpole":  # normalization statistics of both processes' data: 1024 steps + 4 resets
+        assert float(ckpt["agent_state"]["obs_rms"]["count"]) == pytest.approx(1028 + 1e-4)
+        assert float(ckpt["agent_state"]["return_rms"]["count"]) == pytest.approx(1024 + 1e-4)
     assert len(list(run_dir.glob("csv/*/metrics.csv"))) == 1  # one logger, from rank 0
 
 

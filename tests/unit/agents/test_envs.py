@@ -90,3 +90,39 @@ def test_evaluate_splits_episodes_over_envs():
     with pytest.raises(ValueError, match="n_episodes"):
         evaluate(lambda obs, det: obs, env, 0)
     env.close()
+
+
+def test_ddp_processes_merge_normalization_statistics_into_those_of_all_their_data():
+    """Two 'processes' start from one checkpoint, each sees its own data, merge twice: the result is what
+    one RunningMeanStd over all the data gives, and merging again without new data changes nothing."""
+    from gymnasium.wrappers.utils import RunningMeanStd
+
+    from agents.common.wrappers import merge_statistics
+
+    rng = np.random.default_rng(0)
+    envs = [make_env(EnvConfig(id="Pendulum-v1", num_envs=2, normalize_obs=True, normalize_reward=True), seed=s)
+            for s in (0, 1)]
+    norms = [find_wrapper(e, NormalizeObservation) for e in envs]
+    start = rng.normal(3.0, 2.0, size=(50, 3))
+    reference = RunningMeanStd(shape=(3,), dtype=np.float64)
+    reference.update(start)
+    for n in norms:  # both resume from the same checkpoint
+        n.obs_rms.update(start)
+        n.load_state_dict(n.state_dict())
+    for _ in range(2):
+        data = [rng.normal(rng.uniform(-5, 5), rng.uniform(0.5, 4), size=(int(rng.integers(20, 90)), 3))
+                for _ in norms]
+        for n, d in zip(norms, data, strict=True):
+            n.obs_rms.update(d)
+            reference.update(d)
+        states = [n.state_dict() for n in norms]  # what all_gather collects
+        for n in norms:
+            n.merge(states)
+        for n in norms:
+            np.testing.assert_allclose(n.obs_rms.mean, reference.mean, rtol=1e-9)
+            np.testing.assert_allclose(n.obs_rms.var, reference.var, rtol=1e-9)
+            assert n.obs_rms.count == pytest.approx(reference.count)
+    same = merge_statistics([norms[0].state_dict()] * 2, norms[0].state_dict())
+    assert all(torch.allclose(same[k], norms[0].state_dict()[k]) for k in same)
+    for e in envs:
+        e.close()
