@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import SMOKE
+from helpers import SMOKE, make_cfg
 
 DDP = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
 RL = ["logger=csv", "~callbacks.model_summary", "agent.total_timesteps=1024", "agent.eval_freq=512",
@@ -53,15 +53,19 @@ def test_ddp_two_processes_on_cpu(experiment, tmp_path, data_dir):
     assert len(list(run_dir.glob("csv/*/metrics.csv"))) == 1  # one logger, from rank 0
 
 
-def test_ddp_inside_a_multirun_keeps_one_folder_per_job(tmp_path, data_dir):
+@pytest.mark.parametrize(("experiment", "seeds"), [("mlp_mnist", "0,1"), ("vae_mnist", "0"), ("gan_mnist", "0"),
+                                                  ("ppo_cartpole", "0"), ("dqn_cartpole", "0")])
+def test_ddp_inside_a_multirun_keeps_one_folder_per_job(experiment, seeds, tmp_path, data_dir):
     sweep = tmp_path / "sweep"
-    proc = lab(["-m", *overrides("mlp_mnist", data_dir), *DDP, "seed=0,1", f"hydra.sweep.dir={sweep}"], tmp_path)
+    proc = lab(["-m", *overrides(experiment, data_dir), *DDP, f"seed={seeds}", f"hydra.sweep.dir={sweep}"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
-    assert jobs == ["0", "1"]  # no stray folders from the DDP child processes
+    assert jobs == [str(i) for i in range(len(seeds.split(",")))]  # no stray folders from the DDP child processes
     with (sweep / "summary.csv").open() as f:
-        rows = list(csv.DictReader(f))
-    assert len(rows) == 2 and all(r["status"] == "ok" and r["val/acc"] for r in rows)
+        header, *rows = list(csv.reader(f))
+    metric = make_cfg([f"experiment={experiment}"], tmp_path, None, smoke=False).optimized_metric
+    assert header[:5] == ["rank", "job", "overrides", "status", metric]
+    assert len(rows) == len(jobs) and all(r[3] == "ok" and r[4] for r in rows)  # every job scored by rank 0
 
 
 def test_bf16_mixed_precision(tmp_path, data_dir):
