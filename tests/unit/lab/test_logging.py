@@ -60,3 +60,23 @@ def test_csv_history_and_wandb_steps_read_back(tmp_path):
     records = [{"type": "history", "history": {"item": {"trainer/global_step": 3, "val/acc": 0.9, "_step": 0}}},
                {"type": "summary", "summary": {}}]
     assert lab_logging.wandb_logged(records) == {(3, "trainer/global_step"), (3, "val/acc")}
+
+
+def test_online_runs_compare_with_the_servers_history(monkeypatch):
+    import wandb
+
+    class Run:  # what wandb.Api().run(path) gives: rows of the server's history
+        def scan_history(self):
+            return iter([{"trainer/global_step": 5, "train/loss": 0.1, "_step": 0}])
+
+    paths = []
+    monkeypatch.setattr(wandb, "Api", lambda: type("Api", (), {"run": lambda self, p: paths.append(p) or Run()})())
+    run = type("R", (), {"entity": "me", "project": "lab", "id": "abc"})()
+    assert lab_logging._server_logged(run) == {(5, "trainer/global_step"), (5, "train/loss")}
+    assert paths == ["me/lab/abc"]
+
+    def offline_api():
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(wandb, "Api", offline_api)
+    assert lab_logging._server_logged(run) is None  # the caller falls back to the local logs
