@@ -142,7 +142,10 @@ def history_gaps(rows: list[dict[str, float]], logged: set[tuple[int, str]],
     last_step = max((r["step"] for r in rows if r.get("epoch", before_epoch) < before_epoch), default=-1.0)
     gaps: dict[int, dict[str, float]] = {}
     for r in rows:
-        if "step" not in r or r.get("epoch", before_epoch if r["step"] > last_step else -1) >= before_epoch:
+        if "step" not in r:
+            continue
+        epoch = r.get("epoch", -1 if r["step"] <= last_step else before_epoch)
+        if epoch >= before_epoch:  # after the checkpoint: the resumed run logs it again
             continue
         step = int(r["step"])
         missing = {k: v for k, v in r.items() if k not in ("step", "epoch") and (step, k) not in logged}
