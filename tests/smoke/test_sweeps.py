@@ -62,17 +62,16 @@ def test_killed_optuna_sweep_resumes(tmp_path):
     proc = lab(optuna_args(3, sweep), tmp_path, background=True)
     deadline = time.time() + 300
     try:
-        while time.time() < deadline:  # kill it once the first trial has finished
-            time.sleep(1)
-            if (sweep / "optuna.db").is_file():
-                try:
-                    if finished(optuna.load_study(study_name="ppo_cartpole", storage=storage)):
-                        break
-                except KeyError:
-                    pass
+        # kill it in the second trial: its first job's folder (2) appears once the first trial (jobs 0 and 1, one
+        # per seed) is told. The database is left alone meanwhile: opening it while the sweeper creates its
+        # tables can make either of them fail.
+        while time.time() < deadline and not (sweep / "2").is_dir():
+            assert proc.poll() is None, proc.stderr.read()[-3000:]
+            time.sleep(0.2)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
+    assert (sweep / "2").is_dir(), "the sweep did not get to its second trial within 300 s"
     study = optuna.load_study(study_name="ppo_cartpole", storage=storage)
     done_before = {t.number: t.params for t in finished(study)}
     assert 1 <= len(done_before) < 3
