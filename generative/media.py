@@ -8,7 +8,7 @@ import torch
 from lightning.pytorch import LightningModule
 from torchvision.utils import make_grid, save_image
 
-from lab.logging import log_image_array
+from lab.loggers import log_image_array
 
 
 def log_grid(module: LightningModule, images01: torch.Tensor, name: str, nrow: int = 8) -> Path | None:

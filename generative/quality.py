@@ -11,6 +11,7 @@ The classifiers live in generative/assets/classifier_<dataset>.pt and are re-cre
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
+log = logging.getLogger("lab")
 ASSETS = Path(__file__).resolve().parent / "assets"
 DATASETS = ("mnist", "fashion_mnist")
 
@@ -134,9 +136,26 @@ def fid_floor_from_datamodule(quality: SampleQuality, datamodule, n: int, device
         datamodule.setup("fit")
     if datamodule.test_set is None:
         datamodule.setup("test")
+    if not hasattr(datamodule.train_set, "images"):  # only the lab's in-memory image sets hold raw pixels
+        return float("nan")
     train = datamodule.train_set.images[:n].unsqueeze(1).float().div(255).to(device)
     test = datamodule.test_set.images[:n].unsqueeze(1).float().div(255).to(device)
     return frechet_floor(quality, train, test)
+
+
+CLASSIFIER_SHAPE = (1, 28, 28)  # what the lab's quality classifiers take
+
+
+def quality_dataset_for(datamodule, quality_dataset: str | None) -> str | None:
+    """`quality_dataset`, or None (with one log line) when the data's images are not what its classifier takes:
+    FID and coverage then are skipped, and nothing else changes."""
+    given = tuple(getattr(datamodule, "input_shape", CLASSIFIER_SHAPE))
+    if quality_dataset is None or given == CLASSIFIER_SHAPE:
+        return quality_dataset
+    log.warning("model.quality_dataset=%s: its classifier takes %s images and the data gives %s, so FID and "
+                "mode coverage are skipped (model.quality_dataset=null says so without this line).",
+                quality_dataset, "x".join(map(str, CLASSIFIER_SHAPE)), "x".join(map(str, given)))
+    return None
 
 
 def check_image_data(datamodule, normalize: str, why: str, shape: tuple[int, ...], shape_keys: str, made: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +14,19 @@ from lab.errors import ConfigError
 from lab.paths import CONFIG_DIR
 
 
+def add_user_projects(config_sources: list) -> None:
+    """A user's config folder (`--config-dir myproj/conf`, or a `hydra.searchpath` entry) lives in their own
+    project: its parent folder goes on sys.path (and PYTHONPATH, for env and DDP subprocesses), so that
+    `_target_: my_pkg.model.MyModule` and `env.id=my_envs:MyEnv-v0` import from that project."""
+    for source in config_sources:
+        if source.schema != "file" or source.provider not in ("command-line", "hydra.searchpath"):
+            continue
+        project = str(Path(source.path).resolve().parent)
+        if project not in sys.path:
+            sys.path.insert(0, project)
+            os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (project, os.environ.get("PYTHONPATH")) if p)
+
+
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
@@ -22,6 +36,7 @@ def main(cfg: DictConfig) -> float | None:
     from lab.sweep import write_result
 
     hc = HydraConfig.get()
+    add_user_projects(hc.runtime.config_sources)
     def record(metrics: dict[str, float] | None, error: str | None = None) -> None:
         # cfg.paths.output_dir, not Hydra's: resume=true writes into the run it continues
         write_result(Path(cfg.paths.output_dir), list(hc.overrides.task), cfg.optimized_metric, cfg.optimized_mode,

@@ -53,14 +53,14 @@ def progress_bar(plain: bool | None = None) -> ProgressBar:
 
 class ResumedHistory(Callback):
     """On resume, log to W&B the metrics of the checkpointed epochs that the interrupted run's W&B writer
-    lost (see lab.logging.fill_resumed_history), from the CSV logger's earlier files."""
+    lost (see lab.loggers.fill_resumed_history), from the CSV logger's earlier files."""
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         wandb_lg = next((lg for lg in trainer.loggers if isinstance(lg, WandbLogger)), None)
         csv_lg = next((lg for lg in trainer.loggers if isinstance(lg, CSVLogger)), None)
         if trainer.ckpt_path is None or not trainer.is_global_zero or wandb_lg is None or csv_lg is None:
             return
-        from lab.logging import fill_resumed_history
+        from lab.loggers import fill_resumed_history
 
         current = Path(csv_lg.log_dir).resolve()
         earlier = sorted((d for d in Path(csv_lg.root_dir).glob("version_*")

@@ -1,63 +1,33 @@
-"""The one wiring place: config -> data, model, callbacks, loggers, trainer -> fit / test / eval.
+"""The one wiring place: config -> runner -> loggers, callbacks, trainer -> fit / test -> final metrics.
 
-The CLI (`python -m lab`) and the tests both call `run(cfg)`.
+What differs by family (building data and model, or env and agent; how they fit and test) is the
+runner's, named by the config's `runner` node (lab/runner.py). The CLI (`python -m lab`) and the tests
+both call `run(cfg)`.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
-import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
 from hydra.types import RunMode
-from lightning.pytorch import LightningDataModule, LightningModule, Trainer, seed_everything
+from lightning.pytorch import Trainer, seed_everything
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from lab.errors import ConfigError
-from lab.logging import WandbLogger, finish_wandb
-from lab.validate import group_options, validate
+from lab.errors import building
+from lab.instantiate import instantiate
+from lab.loggers import WandbLogger, finish_wandb
+from lab.resume import configuration, find_resume_checkpoint, save_run_config
+from lab.runner import RunContext, Runner
+from lab.validate import check_used, validate
 
 log = logging.getLogger("lab")
 
 WANDB_ID_FILE = "wandb_run_id"
-
-
-def instantiate(node: DictConfig, key: str, **kwargs: Any) -> Any:
-    """hydra.utils.instantiate, turning a constructor's ValueError into a ConfigError that names the key."""
-    try:
-        # plain Python containers, so checkpoints (hyperparameters) load with torch's weights_only
-        return hydra.utils.instantiate(node, _convert_="all", **kwargs)
-    except InstantiationException as e:
-        cause: BaseException = e
-        while isinstance(cause, InstantiationException) and cause.__cause__ is not None:
-            cause = cause.__cause__
-        if isinstance(cause, ValueError):
-            raise ConfigError(f"Invalid config under `{key}`: {cause}") from None
-        if isinstance(cause, TypeError) and "unexpected keyword argument" in str(cause):
-            raise ConfigError(
-                f"Invalid config under `{key}`: {cause}. A key left over from another option (e.g. an experiment's "
-                "backbone settings after `backbone=<other>`) or a misspelt key; see the option's YAML in conf/ "
-                "for its keys, and delete extra ones with `~key`."
-            ) from None
-        raise
-
-
-def find_resume_checkpoint(cfg: DictConfig) -> Path:
-    """The newest `last.ckpt` among this experiment's earlier runs (or ckpt_path when given)."""
-    if cfg.ckpt_path:
-        return Path(cfg.ckpt_path)
-    base = Path(cfg.paths.log_dir) / cfg.task_name
-    found = sorted(base.glob("**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise ConfigError(f"resume=true, but no checkpoints/last.ckpt exists under {base} for task_name="
-                          f"{cfg.task_name!r}; start the run without resume=true, or pass ckpt_path=<file>.")
-    return found[-1]
 
 
 def sweep_group(cfg: DictConfig) -> str | None:
@@ -72,8 +42,8 @@ def build_loggers(cfg: DictConfig, output_dir: Path) -> list[Logger]:
     for key, node in (cfg.get("logger") or {}).items():
         if not isinstance(node, DictConfig) or "_target_" not in node:
             continue
-        extra: dict[str, Any] = {}
-        if node._target_ == "lab.logging.WandbLogger":
+        extra = {}
+        if node._target_ == "lab.loggers.WandbLogger":
             id_file = output_dir / WANDB_ID_FILE
             if node.get("id") is None and cfg.resume and id_file.is_file():
                 extra["id"] = id_file.read_text().strip()  # continue the same W&B run
@@ -87,7 +57,7 @@ def build_callbacks(cfg: DictConfig, has_logger: bool) -> list[Callback]:
     callbacks = []
     opt = cfg.get("optuna")
     if opt is not None and opt.get("storage") and opt.get("report"):  # a trial of an Optuna sweep
-        from lab.optuna import OptunaPruning
+        from lab.pruning import OptunaPruning
 
         pruner = HydraConfig.get().sweeper.get("pruner") if HydraConfig.initialized() else None
         callbacks.append(OptunaPruning(opt.storage, opt.study_name, int(opt.trial_id), cfg.optimized_metric,
@@ -99,21 +69,6 @@ def build_callbacks(cfg: DictConfig, has_logger: bool) -> list[Callback]:
                 continue  # it refuses to run without a logger, and there is nothing to show
             callbacks.append(cb)
     return callbacks
-
-
-def check_model_fits_data(model: LightningModule, datamodule: LightningDataModule, cfg: DictConfig) -> None:
-    """Modules that define `check_data(datamodule)` check there, before training, that they fit the data."""
-    check = getattr(model, "check_data", None)
-    if check is None:
-        return
-    try:
-        check(datamodule)
-    except (ValueError, FileNotFoundError) as e:
-        raise ConfigError(f"The model `{cfg.model._target_}` does not fit the data `{cfg.data._target_}`: {e}") from None
-
-
-def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if not isinstance(v, torch.Tensor) or v.numel() == 1}
 
 
 def print_metrics(metrics: dict[str, float]) -> None:
@@ -146,74 +101,12 @@ def log_config(cfg: DictConfig, loggers: list[Logger], output_dir: Path) -> None
     log.info("Outputs in %s", output_dir)
 
 
-def run_agent(cfg: DictConfig, output_dir: Path) -> dict[str, float]:
-    """RL: env + agent -> fit (one epoch per evaluation period) -> final evaluation of the best checkpoint.
-
-    `agent=sb3_*` baselines run Stable-Baselines3's own loop under the same env config, seeds and loggers.
-    """
-    from agents.common.module import RLModule
-    from agents.sb3 import SB3Agent
-
-    if cfg.get("env") is None:
-        raise ConfigError("an RL experiment needs an env: add `env=<name>`; valid choices: "
-                          f"{', '.join(group_options('env'))}.")
-    env = instantiate(cfg.env, "env")  # checked here, so its errors name `env`
-    agent = instantiate(cfg.agent, "agent", env=cfg.env)  # the node: Hydra would flatten an object to a dict
-    try:
-        agent.check_env()
-    except ValueError as e:
-        raise ConfigError(f"The agent `{cfg.agent._target_}` does not suit env.id={env.id!r}: {e}") from None
-    loggers = build_loggers(cfg, output_dir)
-    video_dir = output_dir / "videos"
-    metrics: dict[str, float] = {}
-    if isinstance(agent, SB3Agent):
-        log_config(cfg, loggers, output_dir)
-        try:
-            metrics = agent.run(cfg.mode, loggers, output_dir, cfg.ckpt_path, video_dir)
-        finally:
-            finish_wandb()
-        print_metrics(metrics)
-        return metrics
-
-    assert isinstance(agent, RLModule)
-    callbacks = build_callbacks(cfg, has_logger=bool(loggers))
-    trainer: Trainer = instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
-    # DDP: every process steps its own envs (seeded by rank) and gradients are averaged; the budget
-    # agent.total_timesteps and eval_freq count env steps over all processes.
-    agent.world_size = trainer.world_size
-    trainer.fit_loop.max_epochs = agent.num_epochs
-    if trainer.is_global_zero:
-        log_config(cfg, loggers, output_dir)
-    try:
-        if cfg.mode == "train":
-            trainer.fit(agent, ckpt_path=cfg.ckpt_path)
-            metrics.update(_scalars(trainer.callback_metrics))
-            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-            if cfg.test and best:
-                agent.load_policy(best)
-        else:
-            try:
-                agent.load_policy(cfg.ckpt_path)
-            except (ValueError, RuntimeError) as e:
-                raise ConfigError(f"ckpt_path={cfg.ckpt_path!r} does not fit this agent and env: "
-                                  f"{str(e).splitlines()[0]} Evaluate with the experiment and overrides it was "
-                                  "trained with.") from None
-        if trainer.is_global_zero:
-            metrics.update(agent.final_evaluation(agent.eval_episodes, video_dir, loggers))
-    finally:
-        finish_wandb()
-    if trainer.is_global_zero:
-        print_metrics(metrics)
-        if "eval/return" in metrics:
-            print(f"Evaluation over {agent.eval_episodes} episodes: return {metrics['eval/return']:.2f} "
-                  f"± {metrics['eval/return_std']:.2f}")
-    return metrics
-
-
 def run(cfg: DictConfig) -> dict[str, float]:
     """Run one experiment as configured; returns its final metrics (train, val and test)."""
     _single_log_stream()
     validate(cfg)
+    runner: Runner = instantiate(cfg.runner, "runner")
+    check_used(cfg, runner)
     if cfg.mode == "train" and cfg.resume:
         ckpt = find_resume_checkpoint(cfg)
         with open_dict(cfg):
@@ -221,6 +114,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
             if ckpt.parent.name == "checkpoints":  # keep writing into the run being continued
                 cfg.paths.output_dir = str(ckpt.parent.parent)
         log.info("Resuming from %s", ckpt)
+    if cfg.ckpt_path:
+        with building("ckpt_path", cfg.ckpt_path):
+            runner.check_checkpoint(Path(cfg.ckpt_path))
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
 
@@ -229,39 +125,32 @@ def run(cfg: DictConfig) -> dict[str, float]:
         with open_dict(cfg):  # torch's SyncBatchNorm is CUDA-only; CPU (gloo) DDP keeps per-process statistics
             cfg.trainer.sync_batchnorm = False
         log.info("trainer.sync_batchnorm=false: SyncBatchNorm needs CUDA devices")
-    if cfg.get("agent") is not None:
-        return run_agent(cfg, output_dir)
-    datamodule: LightningDataModule = instantiate(cfg.data, "data")
-    model: LightningModule = instantiate(cfg.model, "model")
-    check_model_fits_data(model, datamodule, cfg)
+    composed = configuration(cfg)  # before the runner fills sizes from the data: what resume compares
+    runner.build(cfg)
     loggers = build_loggers(cfg, output_dir)
-    callbacks = build_callbacks(cfg, has_logger=bool(loggers))
-    trainer: Trainer = instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
-    if trainer.is_global_zero:
+    trainer: Trainer | None = None
+    if runner.uses_trainer:
+        callbacks = build_callbacks(cfg, has_logger=bool(loggers))
+        trainer = instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+        runner.configure_trainer(trainer)
+    rank_zero = trainer is None or trainer.is_global_zero
+    if rank_zero:
+        save_run_config(composed, output_dir)
         log_config(cfg, loggers, output_dir)
 
+    context = RunContext(cfg, output_dir, loggers, trainer)
     metrics: dict[str, float] = {}
     try:
         if cfg.mode == "train":
-            trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-            metrics.update(_scalars(trainer.callback_metrics))
+            metrics.update(runner.fit(context, cfg.ckpt_path))
             if cfg.test:
-                best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-                trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
-                metrics.update(_scalars(trainer.callback_metrics))
+                metrics.update(runner.test(context, runner.best_checkpoint(context)))
         else:
-            try:
-                trainer.test(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-            except RuntimeError as e:
-                if "state_dict" not in str(e):
-                    raise
-                raise ConfigError(
-                    f"ckpt_path={cfg.ckpt_path!r} does not match the configured model: {str(e).splitlines()[0]} "
-                    "Evaluate with the same experiment and overrides the checkpoint was trained with."
-                ) from None
-            metrics.update(_scalars(trainer.callback_metrics))
+            metrics.update(runner.test(context, cfg.ckpt_path))
     finally:
         finish_wandb()
-    if trainer.is_global_zero:
+    if rank_zero:
         print_metrics(metrics)
+        for line in runner.summary(metrics):
+            print(line)
     return metrics

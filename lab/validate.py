@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
@@ -14,8 +15,27 @@ from lab.paths import CONFIG_DIR
 
 
 def group_options(group: str) -> list[str]:
-    """The config files of a group (e.g. 'model/optimizer'), the valid choices for `group=<name>`."""
-    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+    """The valid choices for `group=<name>` (e.g. 'model/optimizer'): the lab's and, inside a Hydra run,
+    those of every config folder on its search path (a user's `--config-dir`, `hydra.searchpath`)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    options = {p.stem for p in (CONFIG_DIR / group).glob("*.yaml")}
+    if GlobalHydra.instance().is_initialized():
+        options.update(GlobalHydra.instance().config_loader().get_group_options(group))
+    return sorted(options)
+
+
+def check_used(cfg: DictConfig, runner: Any) -> None:
+    """A runner with its own loop uses no `trainer` or `callbacks` settings (but `runner.uses_trainer_keys`):
+    overriding one on the command line is an error, not silently ignored."""
+    if runner.uses_trainer or not HydraConfig.initialized():
+        return
+    used = {f"trainer.{k}" for k in runner.uses_trainer_keys}
+    keys = {o: o.lstrip("+~").split("=")[0] for o in HydraConfig.get().overrides.task}
+    unused = [o for o, k in keys.items() if k.split(".")[0].split("/")[0] in ("trainer", "callbacks") and k not in used]
+    if unused:
+        raise ConfigError(f"{', '.join(unused)}: `{cfg.runner._target_}` runs its own training loop and uses no "
+                          f"trainer or callbacks settings (but {', '.join(sorted(used)) or 'none'}); remove the override.")
 
 
 def _get(cfg: DictConfig, key: str) -> Any:
@@ -55,6 +75,10 @@ def _check_target(cfg: DictConfig, key: str, base: tuple[type, ...], group: str)
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError naming the key, the value and the valid choices for the first problem found."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"{', '.join(missing)}: required and not set (`???` in its YAML); add "
+                          f"{' '.join(k + '=<value>' for k in missing)}.")
     _check_choice(cfg, "mode", ("train", "eval"))
     _check_choice(cfg, "optimized_mode", ("max", "min"))
     if not isinstance(_get(cfg, "resume"), bool):

@@ -84,7 +84,9 @@ def main() -> None:
                 run_dir = ROOT / "logs" / "bench_rl" / stamp / f"{exp}_{agent}_{seed}"
                 cmd = [sys.executable, "-m", "lab", f"experiment={exp}", f"agent={agent}", f"seed={seed}", "logger=csv",
                        "agent.eval_freq=5000", "agent.eval_episodes=10", "agent.video=false",
-                       "callbacks.progress_bar.plain=true", f"hydra.run.dir={run_dir}", *args.override]
+                       f"hydra.run.dir={run_dir}", *args.override]
+                if who == "ours":  # SB3's own loop has no Lightning callbacks (it refuses their settings)
+                    cmd.append("callbacks.progress_bar.plain=true")
                 t0 = time.perf_counter()
                 proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
                 wall = time.perf_counter() - t0

@@ -24,7 +24,7 @@ from generative.quality import DATASETS, classifier_path
 from lab.paths import CONFIG_DIR, ROOT
 from lab.run import run
 
-RECIPE = ["experiment=cnn_mnist", "backbone.channels=[16,32]", "backbone.hidden_size=64", "trainer.max_epochs=4",
+RECIPE = ["experiment=cnn_mnist", "model.backbone.channels=[16,32]", "model.backbone.hidden_size=64", "trainer.max_epochs=4",
           "logger=csv", "callbacks.progress_bar.plain=true", "seed=0"]
 
 
@@ -45,7 +45,7 @@ def main() -> None:
     half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     data_cls = get_class(cfg.data._target_)
     blob = {
-        "backbone": OmegaConf.to_container(cfg.backbone, resolve=True),
+        "backbone": OmegaConf.to_container(cfg.model.backbone, resolve=True),  # sizes filled from the data by run()
         "backbone_state": {k.removeprefix("backbone."): v for k, v in half.items() if k.startswith("backbone.")},
         "head_state": {k.removeprefix("head."): v for k, v in half.items() if k.startswith("head.")},
         "num_classes": int(cfg.model.num_classes),

@@ -32,6 +32,20 @@ def synthetic_arrays(n_train: int = 400, n_test: int = 100, seed: int = 0) -> di
             "t10k-images-idx3-ubyte": sx, "t10k-labels-idx1-ubyte": sy}
 
 
+def write_image_folder(root: Path, n: int, seed: int = 0) -> Path:
+    """root/blue and root/red: n RGB 32x32 PNGs each, bluish and reddish with noise (a learnable two-class folder)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for k, name in enumerate(("blue", "red")):
+        (root / name).mkdir(parents=True)
+        for i in range(n):
+            img = rng.integers(0, 80, (32, 32, 3)).astype(np.uint8)
+            img[..., 2 if k == 0 else 0] += 150
+            Image.fromarray(img).save(root / name / f"{i}.png")
+    return root
+
+
 def write_synthetic_root(root: Path) -> Path:
     """A data root holding synthetic MNIST and Fashion-MNIST in torchvision's raw layout."""
     for spec in SPECS.values():
@@ -57,6 +71,15 @@ SMOKE = [
     "logger=csv",
     "~callbacks.model_summary",
 ]
+
+
+def build(cfg: DictConfig):
+    """The experiment's runner, with its pieces built as lab.run builds them (data and model, env and agent)."""
+    from lab.instantiate import instantiate
+
+    runner = instantiate(cfg.runner, "runner")
+    runner.build(cfg)
+    return runner
 
 
 def make_cfg(overrides: list[str], tmp_path: Path, data_dir: Path | None, smoke: bool = True) -> DictConfig:

@@ -9,6 +9,8 @@ Gymnasium's default next-step mode would add a dummy transition after every epis
 from __future__ import annotations
 
 import difflib
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -23,13 +25,6 @@ from agents.common.wrappers import NormalizeObservation, NormalizeReward
 Vectorization = Literal["sync", "async"]
 
 
-def check_ints(**values: tuple[int, int]) -> None:
-    """ValueError naming the first `agent.<key>` that is not an integer >= its minimum: key=(value, minimum)."""
-    for key, (value, minimum) in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"agent.{key}={value!r} is not valid: it must be an integer >= {minimum}.")
-
-
 def _register_atari() -> None:
     try:
         import ale_py
@@ -40,16 +35,30 @@ def _register_atari() -> None:
 
 
 def check_env_id(env_id: str) -> None:
-    """ValueError naming close matches when `env_id` is not registered with Gymnasium."""
-    if env_id in gym.registry:
+    """ValueError naming close matches when `env_id` is not registered with Gymnasium.
+
+    Gymnasium's `module:EnvId` form (a user's own package, which registers `EnvId` when imported) is
+    accepted: the module is imported first, as `gymnasium.make` does, and a failed import names it.
+    """
+    module, _, name = env_id.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except Exception as e:
+            raise ValueError(f"env.id={env_id!r}: the module {module!r} cannot be imported ({type(e).__name__}: {e}). "
+                             "It must be importable from where you run (your project's folder, or on PYTHONPATH), "
+                             "and register the id with gymnasium.register when imported.") from None
+    if name in gym.registry:
         return
     _register_atari()
-    if env_id in gym.registry:
+    if name in gym.registry:
         return
-    close = difflib.get_close_matches(env_id, list(gym.registry), n=5, cutoff=0.6)
+    close = difflib.get_close_matches(name, list(gym.registry), n=5, cutoff=0.6)
     hint = f"close matches: {', '.join(close)}" if close else "no registered id is close"
-    raise ValueError(f"env.id={env_id!r} is not a registered Gymnasium environment ({hint}). "
-                     "List them with `python -c \"import gymnasium; gymnasium.pprint_registry()\"`.")
+    where = f" (after importing {module!r})" if module else ""
+    raise ValueError(f"env.id={env_id!r} is not a registered Gymnasium environment{where} ({hint}). "
+                     "List them with `python -c \"import gymnasium; gymnasium.pprint_registry()\"`; your own env: "
+                     "env.id=<module>:<EnvId>, with the module registering it.")
 
 
 @dataclass
@@ -81,7 +90,11 @@ class EnvConfig:
 
     def spaces(self) -> tuple[gym.Space, gym.Space]:
         """(observation space, action space) of one wrapped env, without building the vector env."""
-        env = make_single_env(self, training=True)
+        try:
+            env = make_single_env(self, training=True)
+        except Exception as e:  # an env's own constructor, or its kwargs: named, before anything trains
+            raise ValueError(f"env.id={self.id!r} could not be made by gymnasium.make with env.env_kwargs="
+                             f"{dict(self.env_kwargs)} ({type(e).__name__}: {e}).") from None
         try:
             return env.observation_space, env.action_space
         finally:
@@ -89,7 +102,7 @@ class EnvConfig:
 
 
 def make_single_env(cfg: EnvConfig, training: bool, render_mode: str | None = None,
-                    video_dir: Path | None = None) -> gym.Env:
+                    video_dir: Path | None = None, clip_actions: bool = True) -> gym.Env:
     """One env with the per-episode wrappers. `training=False` keeps true scores (no life loss, no reward clip)."""
     kwargs = dict(cfg.env_kwargs)
     if cfg.max_episode_steps is not None:
@@ -114,11 +127,21 @@ def make_single_env(cfg: EnvConfig, training: bool, render_mode: str | None = No
             env = FireResetEnv(env)
         if training:
             env = ClipRewardEnv(env)
-    if isinstance(env.action_space, gym.spaces.Box):
+    if clip_actions and isinstance(env.action_space, gym.spaces.Box):
         env = gym.wrappers.ClipAction(env)  # Gaussian policies sample outside the bounds
     if cfg.frame_stack > 1:
         env = gym.wrappers.FrameStackObservation(env, cfg.frame_stack)
     return env
+
+
+def env_fns(cfg: EnvConfig, num_envs: int | None = None, training: bool = True, video_dir: Path | None = None,
+            clip_actions: bool = True) -> list[Callable[[], gym.Env]]:
+    """One constructor per sub-env with every per-episode wrapper (what our agents and SB3's both vectorize);
+    `video_dir` records the first episode of sub-env 0. SB3 clips actions itself (clip_actions=False): it
+    needs the env's finite action bounds, which ClipAction widens."""
+    n = cfg.num_envs if num_envs is None else num_envs
+    return [partial(make_single_env, cfg, training, "rgb_array" if (video_dir and i == 0) else None,
+                    video_dir if i == 0 else None, clip_actions) for i in range(n)]
 
 
 def make_env(cfg: EnvConfig, seed: int, num_envs: int | None = None, training: bool = True, gamma: float = 0.99,
@@ -129,11 +152,9 @@ def make_env(cfg: EnvConfig, seed: int, num_envs: int | None = None, training: b
     evaluation (`training=False`) it is frozen and the reward is left unscaled. `video_dir` records the
     first episode of sub-env 0.
     """
-    n = cfg.num_envs if num_envs is None else num_envs
-    fns = [partial(make_single_env, cfg, training, "rgb_array" if (video_dir and i == 0) else None,
-                   video_dir if i == 0 else None) for i in range(n)]
     vector_cls = gym.vector.AsyncVectorEnv if cfg.vectorization == "async" else gym.vector.SyncVectorEnv
-    env: gym.vector.VectorEnv = vector_cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+    env: gym.vector.VectorEnv = vector_cls(env_fns(cfg, num_envs, training, video_dir),
+                                           autoreset_mode=AutoresetMode.SAME_STEP)
     if cfg.normalize_obs:
         env = NormalizeObservation(env, clip=cfg.clip_obs, update=training)
     if cfg.normalize_reward and training:

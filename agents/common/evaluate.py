@@ -38,5 +38,19 @@ def evaluate(policy: Policy, env: gym.vector.VectorEnv, n_episodes: int, determi
     return np.array(returns), np.array(lengths)
 
 
+def evaluation_metrics(returns: np.ndarray, lengths: np.ndarray) -> dict[str, float]:
+    """eval/return (mean), eval/return_std (over all the episodes given) and eval/ep_len."""
+    return {"eval/return": float(np.mean(returns)), "eval/return_std": float(np.std(returns)),
+            "eval/ep_len": float(np.mean(lengths))}
+
+
 def video_files(video_dir: Path) -> list[Path]:
     return sorted(video_dir.glob("*.mp4")) + sorted(video_dir.glob("*.gif"))
+
+
+def evaluation_lines(n_episodes: int, metrics: dict[str, float]) -> list[str]:
+    """What an RL run prints after its final metrics."""
+    if "eval/return" not in metrics:
+        return []
+    return [f"Evaluation over {n_episodes} episodes: return {metrics['eval/return']:.2f} "
+            f"± {metrics['eval/return_std']:.2f}"]

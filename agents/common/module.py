@@ -24,9 +24,10 @@ import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.loggers import Logger, WandbLogger
 
-from agents.common.envs import EnvConfig, check_ints, find_wrapper, finished_episodes, make_env
-from agents.common.evaluate import evaluate, video_files
+from agents.common.envs import EnvConfig, find_wrapper, finished_episodes, make_env
+from agents.common.evaluate import evaluate, evaluation_metrics, video_files
 from agents.common.wrappers import NormalizeObservation, NormalizeReward
+from lab.checks import check_ints
 
 log = logging.getLogger("lab")
 
@@ -52,7 +53,7 @@ class RLModule(LightningModule):
     def __init__(self, env: EnvConfig, total_timesteps: int, seed: int, gamma: float, eval_freq: int,
                  eval_episodes: int, eval_deterministic: bool, log_interval: int, video: bool) -> None:
         super().__init__()
-        check_ints(total_timesteps=(total_timesteps, 1), eval_freq=(eval_freq, 1), eval_episodes=(eval_episodes, 1),
+        check_ints("agent.", total_timesteps=(total_timesteps, 1), eval_freq=(eval_freq, 1), eval_episodes=(eval_episodes, 1),
                    log_interval=(log_interval, 1))
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"agent.gamma={gamma!r} is not valid: it must be in [0, 1].")
@@ -207,8 +208,8 @@ class RLModule(LightningModule):
     def predict(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
         raise NotImplementedError
 
-    def evaluate_policy(self, n_episodes: int, video_dir: Path | None = None) -> dict[str, float]:
-        """eval/return (mean), eval/return_std, eval/ep_len over `n_episodes` fresh episodes."""
+    def evaluation_episodes(self, n_episodes: int, video_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Returns and lengths of `n_episodes` fresh evaluation episodes of the current policy."""
         if video_dir is not None:
             env = self.make_eval_env(video_dir)
         else:
@@ -219,22 +220,25 @@ class RLModule(LightningModule):
         was_training = self.training
         self.eval()
         try:
-            returns, lengths = evaluate(self.predict, env, n_episodes, self.eval_deterministic)
+            return evaluate(self.predict, env, n_episodes, self.eval_deterministic)
         finally:
             self.train(was_training)
             if video_dir is not None:
                 env.close()  # writes the video file
-        return {"eval/return": float(returns.mean()), "eval/return_std": float(returns.std()),
-                "eval/ep_len": float(lengths.mean())}
+
+    def evaluate_policy(self, n_episodes: int, video_dir: Path | None = None) -> dict[str, float]:
+        """eval/return (mean), eval/return_std, eval/ep_len over `n_episodes` fresh episodes."""
+        return evaluation_metrics(*self.evaluation_episodes(n_episodes, video_dir))
 
     def periodic_evaluation(self) -> None:
         if self.world_size > 1:  # normalization statistics of every rank's data, before evaluation and checkpoint
             self.merge_normalization()
-        metrics = self.evaluate_policy(self.eval_episodes)
+        returns, lengths = self.evaluation_episodes(self.eval_episodes)
+        if self.world_size > 1:  # every rank evaluated its own episodes: statistics over all of them, on every rank
+            returns, lengths = (self.trainer.strategy.all_gather(torch.as_tensor(a, device=self.device)).cpu().numpy()
+                                .reshape(-1) for a in (returns, lengths))
+        metrics = evaluation_metrics(returns, lengths)
         metrics["time/train_seconds"] = self.train_seconds
-        if self.world_size > 1:  # every rank evaluated its own episodes: one mean, the same on every rank
-            metrics = {k: float(self.trainer.strategy.reduce(torch.tensor(v, device=self.device), reduce_op="mean"))
-                       for k, v in metrics.items()}
         self.log_at_env_step(metrics, show=True)
 
     def merge_normalization(self) -> None:

@@ -7,20 +7,14 @@ import math
 import torch
 from torch import nn
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU}
-
-
-def activation(name: str) -> type[nn.Module]:
-    if name not in ACTIVATIONS:
-        raise ValueError(f"activation={name!r} is not valid; valid choices: {', '.join(ACTIVATIONS)}.")
-    return ACTIVATIONS[name]
+from lab.checks import activation_class
 
 
 def mlp(in_dim: int, hidden: list[int], act: str) -> tuple[nn.Sequential, int]:
     """Linear + activation layers; returns (module, output width)."""
     layers: list[nn.Module] = []
     for width in hidden:
-        layers += [nn.Linear(in_dim, width), activation(act)()]
+        layers += [nn.Linear(in_dim, width), activation_class("agent.activation", act)()]
         in_dim = width
     return nn.Sequential(*layers), in_dim
 
@@ -52,13 +46,13 @@ class NatureCNN(nn.Module):
         return self.fc(self.conv(obs.float() / 255.0))
 
 
-def encoder_for(obs_shape: tuple[int, ...], encoder: str) -> None:
+def check_encoder(obs_shape: tuple[int, ...], encoder: str) -> None:
     """Check that the observation shape suits the encoder (ValueError naming both otherwise)."""
     if encoder == "nature_cnn" and (len(obs_shape) != 3 or obs_shape[1:] != (84, 84)):
-        raise ValueError(f"encoder='nature_cnn' needs (frames, 84, 84) observations (env.atari=true), "
+        raise ValueError(f"agent.encoder='nature_cnn' needs (frames, 84, 84) observations (env.atari=true), "
                          f"got shape {obs_shape}; use encoder='mlp' for vector observations.")
     if encoder == "mlp" and len(obs_shape) != 1:
-        raise ValueError(f"encoder='mlp' needs flat vector observations, got shape {obs_shape}; "
+        raise ValueError(f"agent.encoder='mlp' needs flat vector observations, got shape {obs_shape}; "
                          "use encoder='nature_cnn' for Atari frames.")
     if encoder not in ("mlp", "nature_cnn"):
-        raise ValueError(f"encoder={encoder!r} is not valid; valid choices: mlp, nature_cnn.")
+        raise ValueError(f"agent.encoder={encoder!r} is not valid; valid choices: mlp, nature_cnn.")

@@ -19,10 +19,11 @@ import torch.nn.functional as F
 from gymnasium import spaces
 
 from agents.common.buffers import ReplayBuffer
-from agents.common.envs import EnvConfig, check_ints, final_observations
+from agents.common.envs import EnvConfig, final_observations
 from agents.common.module import RLModule
 from agents.dqn.nets import QNetwork
 from agents.dqn.schedules import linear_schedule
+from lab.checks import check_ints
 
 
 class DQN(RLModule):
@@ -67,7 +68,7 @@ class DQN(RLModule):
     ) -> None:
         super().__init__(env, total_timesteps, seed, gamma, eval_freq, eval_episodes, eval_deterministic,
                          log_interval, video)
-        check_ints(buffer_size=(buffer_size, 1), batch_size=(batch_size, 1), train_freq=(train_freq, 1),
+        check_ints("agent.", buffer_size=(buffer_size, 1), batch_size=(batch_size, 1), train_freq=(train_freq, 1),
                    target_update_interval=(target_update_interval, 1), n_step=(n_step, 1),
                    learning_starts=(learning_starts, 0), gradient_steps=(gradient_steps, -1))
         if gradient_steps == 0:
@@ -138,7 +139,8 @@ class DQN(RLModule):
             return self.q_net(torch.as_tensor(obs, device=self.device)).argmax(-1).cpu().numpy()
         n = len(obs)
         explore = self.rng.random(n) < self.epsilon()
-        random_actions = self.rng.integers(0, self.envs.single_action_space.n, n)
+        # the Q-network's width, not self.envs: the final evaluation and mode=eval run after the training envs close
+        random_actions = self.rng.integers(0, self.q_net.advantage.out_features, n)
         if explore.all():  # no need for Q-values (most steps early in training)
             return random_actions
         greedy = self.q_net(torch.as_tensor(obs, device=self.device)).argmax(-1).cpu().numpy()

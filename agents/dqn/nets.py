@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from agents.common.nets import NatureCNN, encoder_for, mlp
+from agents.common.nets import NatureCNN, check_encoder, mlp
 
 
 class QNetwork(nn.Module):
@@ -14,7 +14,7 @@ class QNetwork(nn.Module):
     def __init__(self, obs_shape: tuple[int, ...], n_actions: int, net_arch: list[int], activation: str,
                  encoder: str, dueling: bool) -> None:
         super().__init__()
-        encoder_for(obs_shape, encoder)
+        check_encoder(obs_shape, encoder)
         if encoder == "nature_cnn":
             self.body: nn.Module = NatureCNN(obs_shape[0])
             width = self.body.out_dim

@@ -17,9 +17,10 @@ import torch
 from gymnasium import spaces
 
 from agents.common.buffers import RolloutBuffer
-from agents.common.envs import EnvConfig, check_ints, final_observations
+from agents.common.envs import EnvConfig, final_observations
 from agents.common.module import RLModule
 from agents.ppo.nets import ActorCritic
+from lab.checks import check_ints
 
 
 class PPO(RLModule):
@@ -60,7 +61,7 @@ class PPO(RLModule):
     ) -> None:
         super().__init__(env, total_timesteps, seed, gamma, eval_freq, eval_episodes, eval_deterministic,
                          log_interval, video)
-        check_ints(num_steps=(num_steps, 1), batch_size=(batch_size, 1), update_epochs=(update_epochs, 1))
+        check_ints("agent.", num_steps=(num_steps, 1), batch_size=(batch_size, 1), update_epochs=(update_epochs, 1))
         rollout = num_steps * env.num_envs
         if batch_size > rollout:
             raise ValueError(f"agent.batch_size={batch_size} is larger than the rollout, agent.num_steps x "

@@ -8,7 +8,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from agents.common.nets import NatureCNN, encoder_for, mlp, orthogonal_init
+from agents.common.nets import NatureCNN, check_encoder, mlp, orthogonal_init
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -21,7 +21,7 @@ class ActorCritic(nn.Module):
     def __init__(self, obs_shape: tuple[int, ...], action_space: spaces.Space, net_arch: list[int],
                  activation: str, ortho_init: bool, log_std_init: float, encoder: str) -> None:
         super().__init__()
-        encoder_for(obs_shape, encoder)
+        check_encoder(obs_shape, encoder)
         self.discrete = isinstance(action_space, spaces.Discrete)
         out = int(action_space.n) if self.discrete else int(math.prod(action_space.shape))
         if encoder == "nature_cnn":  # one shared encoder, linear heads on top

@@ -14,7 +14,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from generative.gan.losses import LOSSES, discriminator_loss, generator_loss, gradient_penalty
 from generative.media import log_grid
-from generative.quality import SampleQuality, check_image_data, fid_floor_from_datamodule
+from generative.quality import SampleQuality, check_image_data, fid_floor_from_datamodule, quality_dataset_for
 
 
 def ema_with_warmup(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -69,12 +69,17 @@ class GAN(LightningModule):
                              % max(1, self.num_classes))
         # Built when needed and kept out of the module's children, so it is never in a checkpoint.
         self._quality: list[SampleQuality] = []
+        self.quality_dataset = quality_dataset
+        self.metric_fallback: tuple[str, str] | None = None  # read by lab.runner.DataModelRunner
 
     # ---- checks and sampling -----------------------------------------------------------------------------
     def check_data(self, datamodule: LightningDataModule) -> None:
         """Called by lab.run before training: images in [-1, 1] (tanh output) of the generator's size."""
         check_image_data(datamodule, "symmetric", "a GAN, whose generator ends in tanh ([-1, 1])",
                          self.generator.output_shape, "model.generator.image_size / channels", "the generator makes")
+        self.quality_dataset = quality_dataset_for(datamodule, self.quality_dataset)
+        if self.quality_dataset is None:  # no validation metric left: checkpoints follow the generator's loss
+            self.metric_fallback = ("train/g_loss", "min")
         _ = self.quality  # load the quality classifier now, so a missing one fails before training
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -95,8 +100,8 @@ class GAN(LightningModule):
 
     @property
     def quality(self) -> SampleQuality | None:
-        if not self._quality and self.hparams.quality_dataset:
-            self._quality.append(SampleQuality(self.hparams.quality_dataset).to(self.device))
+        if not self._quality and self.quality_dataset:
+            self._quality.append(SampleQuality(self.quality_dataset).to(self.device))
         return self._quality[0] if self._quality else None
 
     # ---- training ----------------------------------------------------------------------------------------

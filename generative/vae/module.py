@@ -15,7 +15,7 @@ from lightning.pytorch import LightningDataModule, LightningModule
 from torch import nn
 
 from generative.media import log_grid
-from generative.quality import SampleQuality, check_image_data, fid_floor_from_datamodule
+from generative.quality import SampleQuality, check_image_data, fid_floor_from_datamodule, quality_dataset_for
 from generative.vae.losses import iwae_log_likelihood, kl_standard_normal, log_likelihood, reparameterize
 from lab.models.optim import configure
 
@@ -61,12 +61,14 @@ class VAE(LightningModule):
         self.register_buffer("fixed_z", torch.randn(grid_size, latent_dim, generator=torch.Generator().manual_seed(0)))
         # Built when needed and kept out of the module's children, so it is never in a checkpoint.
         self._quality: list[SampleQuality] = []
+        self.quality_dataset = quality_dataset
 
     # ---- checks and shapes -------------------------------------------------------------------------------
     def check_data(self, datamodule: LightningDataModule) -> None:
         """Called by lab.run before training: the data must be images in [0, 1] of the model's size."""
         check_image_data(datamodule, "none", "a VAE, which models pixels in [0, 1]", self.encoder.input_shape,
                          "model.encoder.image_size / in_channels", "the model expects")
+        self.quality_dataset = quality_dataset_for(datamodule, self.quality_dataset)
         _ = self.quality  # load the quality classifier now, so a missing one fails before training
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -131,8 +133,8 @@ class VAE(LightningModule):
 
     @property
     def quality(self) -> SampleQuality | None:
-        if not self._quality and self.hparams.quality_dataset:
-            self._quality.append(SampleQuality(self.hparams.quality_dataset).to(self.device))
+        if not self._quality and self.quality_dataset:
+            self._quality.append(SampleQuality(self.quality_dataset).to(self.device))
         return self._quality[0] if self._quality else None
 
     def on_test_epoch_start(self) -> None:

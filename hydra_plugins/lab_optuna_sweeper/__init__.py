@@ -48,8 +48,10 @@ class OptunaSweeper(Sweeper):
     def __init__(self, study_name: str, storage: str | None, direction: str, n_trials: int, n_jobs: int,
                  sampler: dict[str, Any], pruner: dict[str, Any] | None, params: dict[str, str] | None,
                  seeds: list[int] | None) -> None:
+        # `direction: ${optimized_mode}` in conf/hydra/sweeper/optuna.yaml: the job's optimized_mode decides
+        direction = {"max": "maximize", "min": "minimize"}.get(direction, direction)
         if direction not in ("minimize", "maximize"):
-            raise ValueError(f"hydra.sweeper.direction={direction!r}; valid choices: minimize, maximize.")
+            raise ValueError(f"hydra.sweeper.direction={direction!r}; valid choices: max, min (optimized_mode).")
         if n_trials < 1 or n_jobs < 1:
             raise ValueError(f"hydra.sweeper.n_trials={n_trials} and n_jobs={n_jobs} must be >= 1.")
         self.study_name, self.storage, self.direction = study_name, storage, direction

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lab.backbones.common import check_positive, make_activation
+from lab.checks import activation_class, check_positive
 
 
 class CNN(nn.Module):
@@ -26,13 +26,13 @@ class CNN(nn.Module):
         batch_norm: bool = False,
     ) -> None:
         super().__init__()
-        check_positive("backbone.in_channels", in_channels)
-        check_positive("backbone.hidden_size", hidden_size)
+        check_positive("model.backbone.in_channels", in_channels)
+        check_positive("model.backbone.hidden_size", hidden_size)
         if not channels or any((not isinstance(c, int)) or c <= 0 for c in channels):
-            raise ValueError(f"backbone.channels={list(channels)} must be a non-empty list of positive integers.")
+            raise ValueError(f"model.backbone.channels={list(channels)} must be a non-empty list of positive integers.")
         side = (image_size - 2 * len(channels)) // 2  # each 3x3 conv trims 2 pixels, then one 2x2 pool
         if side < 1:
-            raise ValueError(f"backbone.image_size={image_size} is too small for {len(channels)} conv layers.")
+            raise ValueError(f"model.backbone.image_size={image_size} is too small for {len(channels)} conv layers.")
         layers: list[nn.Module] = []
         c_in = in_channels
         for c in channels:
@@ -54,15 +54,16 @@ class LeNet(nn.Module):
 
     def __init__(self, in_channels: int = 1, image_size: int = 28, activation: str = "relu") -> None:
         super().__init__()
+        act = activation_class("model.backbone.activation", activation)
         side = ((image_size // 2) - 4) // 2
         if side < 1:
-            raise ValueError(f"backbone.image_size={image_size} is too small for LeNet.")
+            raise ValueError(f"model.backbone.image_size={image_size} is too small for LeNet.")
         self.net = nn.Sequential(
-            nn.Conv2d(in_channels, 6, 5, padding=2), make_activation(activation), nn.MaxPool2d(2),  # (B, 6, S/2, S/2)
-            nn.Conv2d(6, 16, 5), make_activation(activation), nn.MaxPool2d(2),  # (B, 16, side, side)
+            nn.Conv2d(in_channels, 6, 5, padding=2), act(), nn.MaxPool2d(2),  # (B, 6, S/2, S/2)
+            nn.Conv2d(6, 16, 5), act(), nn.MaxPool2d(2),  # (B, 16, side, side)
             nn.Flatten(),
-            nn.Linear(16 * side * side, 120), make_activation(activation),
-            nn.Linear(120, 84), make_activation(activation),
+            nn.Linear(16 * side * side, 120), act(),
+            nn.Linear(120, 84), act(),
         )
         self.out_features = 84
 

@@ -5,43 +5,43 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lab.backbones.common import check_positive, make_activation
+from lab.checks import activation_class, check_positive
 
 
 class MLP(nn.Module):
-    """(B, *input) -> flatten (B, input_size) -> [Linear -> (BatchNorm) -> act -> (Dropout)] x len(hidden_sizes)."""
+    """(B, *input) -> flatten (B, in_features) -> [Linear -> (BatchNorm) -> act -> (Dropout)] x len(hidden_sizes)."""
 
     def __init__(
         self,
-        input_size: int = 784,
+        in_features: int = 784,
         hidden_sizes: tuple[int, ...] = (256, 128),
         activation: str = "relu",
         dropout: float = 0.0,
         batch_norm: bool = False,
     ) -> None:
         super().__init__()
-        check_positive("backbone.input_size", input_size)
+        check_positive("model.backbone.in_features", in_features)
         for i, h in enumerate(hidden_sizes):
             if not isinstance(h, int) or h <= 0:
-                raise ValueError(f"backbone.hidden_sizes={list(hidden_sizes)}: entry {i} ({h!r}) must be a positive integer.")
+                raise ValueError(f"model.backbone.hidden_sizes={list(hidden_sizes)}: entry {i} ({h!r}) must be a positive integer.")
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"backbone.dropout={dropout!r} must be in [0, 1).")
+            raise ValueError(f"model.backbone.dropout={dropout!r} must be in [0, 1).")
         layers: list[nn.Module] = []
-        width = input_size
+        width = in_features
         for h in hidden_sizes:
             layers.append(nn.Linear(width, h, bias=not batch_norm))
             if batch_norm:
                 layers.append(nn.BatchNorm1d(h))
-            layers.append(make_activation(activation))
+            layers.append(activation_class("model.backbone.activation", activation)())
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             width = h
         self.net = nn.Sequential(*layers)
-        self.input_size = input_size
+        self.in_features = in_features
         self.out_features = width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.flatten(1)  # (B, input_size)
-        if x.shape[1] != self.input_size:
-            raise ValueError(f"backbone.input_size={self.input_size} but the data gives {x.shape[1]} values per example.")
+        x = x.flatten(1)  # (B, in_features)
+        if x.shape[1] != self.in_features:
+            raise ValueError(f"model.backbone.in_features={self.in_features} but the data gives {x.shape[1]} values per example.")
         return self.net(x)  # (B, out_features)

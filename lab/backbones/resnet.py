@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
-from lab.backbones.common import check_positive
+from lab.checks import check_positive
 
 
 class ResNet(nn.Module):
@@ -15,9 +15,9 @@ class ResNet(nn.Module):
 
     def __init__(self, in_channels: int = 1, width: int = 32, blocks: tuple[int, ...] = (2, 2, 2)) -> None:
         super().__init__()
-        check_positive("backbone.width", width)
+        check_positive("model.backbone.width", width)
         if not blocks or any((not isinstance(b, int)) or b <= 0 for b in blocks):
-            raise ValueError(f"backbone.blocks={list(blocks)} must be a non-empty list of positive integers.")
+            raise ValueError(f"model.backbone.blocks={list(blocks)} must be a non-empty list of positive integers.")
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
         )

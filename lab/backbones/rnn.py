@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lab.backbones.common import check_choice, check_positive
+from lab.checks import check_choice, check_positive
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -24,11 +24,11 @@ class RNN(nn.Module):
         pooling: str = "last",
     ) -> None:
         super().__init__()
-        check_choice("backbone.cell", cell, tuple(CELLS))
-        check_choice("backbone.pooling", pooling, ("last", "mean"))
-        check_positive("backbone.input_size", input_size)
-        check_positive("backbone.hidden_size", hidden_size)
-        check_positive("backbone.num_layers", num_layers)
+        check_choice("model.backbone.cell", cell, tuple(CELLS))
+        check_choice("model.backbone.pooling", pooling, ("last", "mean"))
+        check_positive("model.backbone.input_size", input_size)
+        check_positive("model.backbone.hidden_size", hidden_size)
+        check_positive("model.backbone.num_layers", num_layers)
         # torch only applies dropout between layers; with one layer it would warn and do nothing.
         self.rnn = CELLS[cell](input_size, hidden_size, num_layers, batch_first=True,
                                dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional)
@@ -40,7 +40,7 @@ class RNN(nn.Module):
         if x.dim() == 4:  # images (B, C, H, W) read row by row
             x = x.permute(0, 2, 1, 3).flatten(2)  # (B, H, C*W)
         if x.shape[-1] != self.input_size:
-            raise ValueError(f"backbone.input_size={self.input_size} but the data gives {x.shape[-1]} features per step.")
+            raise ValueError(f"model.backbone.input_size={self.input_size} but the data gives {x.shape[-1]} features per step.")
         out, h = self.rnn(x)  # out: (B, T, H*D)
         if self.pooling == "mean":
             return out.mean(1)

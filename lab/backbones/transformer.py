@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lab.backbones.common import check_choice, check_positive
+from lab.checks import check_choice, check_positive
 
 
 class Transformer(nn.Module):
@@ -28,19 +28,19 @@ class Transformer(nn.Module):
         pooling: str = "cls",
     ) -> None:
         super().__init__()
-        check_choice("backbone.tokens", tokens, ("row", "patch"))
-        check_choice("backbone.pooling", pooling, ("cls", "mean"))
+        check_choice("model.backbone.tokens", tokens, ("row", "patch"))
+        check_choice("model.backbone.pooling", pooling, ("cls", "mean"))
         for key, value in (("d_model", d_model), ("nhead", nhead), ("num_layers", num_layers),
                            ("dim_feedforward", dim_feedforward), ("input_size", input_size), ("seq_len", seq_len)):
-            check_positive(f"backbone.{key}", value)
+            check_positive(f"model.backbone.{key}", value)
         if d_model % nhead:
-            raise ValueError(f"backbone.d_model={d_model} must be divisible by backbone.nhead={nhead}.")
+            raise ValueError(f"model.backbone.d_model={d_model} must be divisible by model.backbone.nhead={nhead}.")
         if tokens == "row":
             self.embed: nn.Module = nn.Linear(input_size, d_model)
             n_tokens = seq_len
         else:
             if patch_size <= 0 or image_size % patch_size:
-                raise ValueError(f"backbone.patch_size={patch_size} must divide backbone.image_size={image_size}.")
+                raise ValueError(f"model.backbone.patch_size={patch_size} must divide backbone.image_size={image_size}.")
             self.embed = nn.Conv2d(in_channels, d_model, patch_size, stride=patch_size)
             n_tokens = (image_size // patch_size) ** 2
         self.tokens, self.pooling, self.input_size, self.n_tokens = tokens, pooling, input_size, n_tokens
@@ -57,14 +57,14 @@ class Transformer(nn.Module):
             if x.dim() == 4:  # (B, C, H, W) read row by row
                 x = x.permute(0, 2, 1, 3).flatten(2)
             if x.shape[-1] != self.input_size or x.shape[1] != self.n_tokens:
-                raise ValueError(f"backbone.seq_len={self.n_tokens}, backbone.input_size={self.input_size} "
+                raise ValueError(f"model.backbone.seq_len={self.n_tokens}, backbone.input_size={self.input_size} "
                                  f"but the data gives sequences of shape {tuple(x.shape[1:])}.")
             t = self.embed(x)  # (B, T, d)
         else:
             x = x if x.dim() == 4 else x.unsqueeze(1)  # (B, C, S, S)
             t = self.embed(x).flatten(2).transpose(1, 2)  # (B, N, d)
             if t.shape[1] != self.n_tokens:
-                raise ValueError(f"backbone.image_size implies {self.n_tokens} patches, the data gives {t.shape[1]}.")
+                raise ValueError(f"model.backbone.image_size implies {self.n_tokens} patches, the data gives {t.shape[1]}.")
         if self.cls is not None:
             t = torch.cat([self.cls.expand(len(t), -1, -1), t], dim=1)  # (B, 1+N, d)
         t = self.norm(self.encoder(t + self.pos))

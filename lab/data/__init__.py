@@ -1,5 +1,8 @@
 """Datasets: DataModules, and `python -m lab.data fetch` to put raw files on disk."""
 
+from lab.data.base import ImageDataModule, data_dims
+from lab.data.folder import ImageFolderDataModule, TorchvisionDataModule
 from lab.data.vision import FashionMNISTDataModule, MNISTDataModule, SeqMNISTDataModule
 
-__all__ = ["MNISTDataModule", "FashionMNISTDataModule", "SeqMNISTDataModule"]
+__all__ = ["FashionMNISTDataModule", "ImageDataModule", "ImageFolderDataModule", "MNISTDataModule",
+           "SeqMNISTDataModule", "TorchvisionDataModule", "data_dims"]

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+
 import torch
 import torchvision
-from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from lab.data.base import ImageDataModule, split_indices
 from lab.data.fetch import ensure
-
-
-NORMALIZATIONS = ("standard", "symmetric", "none")
 
 
 class ImageTensorDataset(Dataset):
@@ -44,7 +42,7 @@ class ImageTensorDataset(Dataset):
         return x, self.targets[i]
 
 
-class MNISTDataModule(LightningDataModule):
+class MNISTDataModule(ImageDataModule):
     """MNIST: a fixed-seed train/val split of the official train set, and the official test set."""
 
     dataset_name = "mnist"
@@ -66,25 +64,17 @@ class MNISTDataModule(LightningDataModule):
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         verify: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, eval_batch_size, num_workers, pin_memory, normalize, augment)
         self.save_hyperparameters(ignore=["augment"], logger=False)
-        if normalize not in NORMALIZATIONS:
-            raise ValueError(f"data.normalize={normalize!r} is not valid; valid choices: {', '.join(NORMALIZATIONS)} "
-                             "(dataset mean/std, [-1, 1], [0, 1]).")
         self.data_dir = str(data_dir)
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.val_size, self.split_seed = val_size, split_seed
-        self.num_workers, self.pin_memory = num_workers, pin_memory
-        self.normalize, self.augment, self.verify = normalize, augment, verify
-        self.train_set = self.val_set = self.test_set = None
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
+        self.val_size, self.split_seed, self.verify = val_size, split_seed, verify
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return (28, 28) if self.as_sequence else (1, 28, 28)
+
+    def dataset_mean_std(self) -> tuple[float, float]:
+        return self.mean, self.std
 
     def prepare_data(self) -> None:
         ensure(self.dataset_name, self.data_dir, verify=self.verify)
@@ -93,40 +83,17 @@ class MNISTDataModule(LightningDataModule):
         ds = self.dataset_cls(self.data_dir, train=train, download=False)
         return ds.data, ds.targets
 
-    @property
-    def mean_std(self) -> tuple[float, float]:
-        """What the images are normalized with: x_model = (x_[0,1] - mean) / std."""
-        return {"standard": (self.mean, self.std), "symmetric": (0.5, 0.5), "none": (0.0, 1.0)}[self.normalize]
-
     def _dataset(self, images: torch.Tensor, targets: torch.Tensor, train: bool) -> ImageTensorDataset:
         return ImageTensorDataset(images, targets, *self.mean_std, self.augment if train else None, self.as_sequence)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None and stage in (None, "fit", "validate"):
             images, targets = self._load(train=True)
-            if not 0 < self.val_size < len(targets):
-                raise ValueError(f"data.val_size={self.val_size} must be between 1 and {len(targets) - 1} "
-                                 f"(the train set of {self.dataset_name} in {self.data_dir} has {len(targets)} images)")
-            perm = torch.randperm(len(targets), generator=torch.Generator().manual_seed(self.split_seed))
-            val_idx, train_idx = perm[: self.val_size], perm[self.val_size :]
+            train_idx, val_idx = split_indices(len(targets), self.val_size, self.split_seed)
             self.train_set = self._dataset(images[train_idx], targets[train_idx], train=True)
             self.val_set = self._dataset(images[val_idx], targets[val_idx], train=False)
         if self.test_set is None and stage in (None, "test", "predict"):
             self.test_set = self._dataset(*self._load(train=False), train=False)
-
-    def _loader(self, ds: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
-        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0,
-                          drop_last=False)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self.eval_batch_size, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.eval_batch_size, shuffle=False)
 
 
 class FashionMNISTDataModule(MNISTDataModule):

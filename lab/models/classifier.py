@@ -13,7 +13,7 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
-from lab.logging import save_and_log_figure
+from lab.loggers import save_and_log_figure
 from lab.models.optim import configure
 
 

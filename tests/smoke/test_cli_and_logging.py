@@ -8,7 +8,7 @@ from pathlib import Path
 import wandb
 
 from helpers import SMOKE, make_cfg
-from lab.logging import read_wandb_records
+from lab.loggers import read_wandb_records
 from lab.paths import ROOT
 from lab.run import WANDB_ID_FILE, run
 
@@ -39,7 +39,7 @@ def test_wandb_offline_run_records_config_tags_metrics(tmp_path, data_dir):
     for r in records:
         if r["type"] == "config":
             config.update(r["config"]["update"])
-    assert config["task_name"] == "mlp_mnist" and config["backbone"]["_target_"] == "lab.backbones.MLP"
+    assert config["task_name"] == "mlp_mnist" and config["model"]["backbone"]["_target_"] == "lab.backbones.MLP"
     history_keys = {k for r in records if r["type"] == "history" for k in r["history"]["item"]}
     assert {"train/loss_step", "val/acc", "test/acc"} <= history_keys
     assert summary_of(records)["test/acc"] == metrics["test/acc"]

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from helpers import SMOKE
-from lab.logging import (
+from lab.loggers import (
     WandbLogger,
     fill_resumed_history,
     finish_wandb,
@@ -41,6 +41,15 @@ def lab_cmd(experiment: str, tmp_path: Path, data_dir: Path, extra: list[str]) -
             f"paths.data_dir={data_dir}", f"paths.log_dir={tmp_path}/logs", *extra]
 
 
+def logged_in_epoch(run_dir: Path, epoch: int) -> bool:
+    """Whether the run's CSV log has a row of `epoch` (the file may be half written: then not yet)."""
+    try:
+        rows = read_csv_history([run_dir / "csv" / "version_0"])
+    except (OSError, ValueError, KeyError, IndexError):
+        return False
+    return any(r.get("epoch") is not None and int(r["epoch"]) >= epoch for r in rows)
+
+
 @pytest.mark.parametrize("experiment", RUNS)
 def test_sigkill_then_resume_continues_the_same_wandb_run(experiment, tmp_path, data_dir):
     run_dir = tmp_path / "logs" / experiment / "runs" / "first"
@@ -51,19 +60,18 @@ def test_sigkill_then_resume_continues_the_same_wandb_run(experiment, tmp_path, 
     proc = subprocess.Popen(lab_cmd(experiment, tmp_path, data_dir, [f"hydra.run.dir={run_dir}"]), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = run_dir / "checkpoints" / "last.ckpt"
-    seen, deadline = set(), time.time() + 240
+    # The kill point is an event, not a timer: the first metric that epoch 2 logs (the CSV is saved at every
+    # log call), after the checkpoint of epoch 1, while W&B still holds its newest records in memory.
+    deadline = time.time() + 240
     try:
-        while time.time() < deadline and len(seen) < 2:  # two checkpoints written: epochs 0 and 1 done
-            if last.is_file():
-                seen.add(last.stat().st_mtime_ns)
-            time.sleep(0.05)
-        time.sleep(0.15)  # into the next epoch, while W&B still holds the newest records in memory
+        while time.time() < deadline and proc.poll() is None and not logged_in_epoch(run_dir, 2):
+            time.sleep(0.02)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
-    assert len(seen) >= 2 and proc.returncode == -signal.SIGKILL
+    assert proc.returncode == -signal.SIGKILL
     killed_at = torch.load(last, weights_only=False)["epoch"]  # the checkpoint resume will start from
-    assert killed_at < EPOCHS - 1  # it did not get to finish
+    assert 1 <= killed_at < EPOCHS - 1  # killed in the middle, with at least two epochs checkpointed
     run_id = (run_dir / WANDB_ID_FILE).read_text()
 
     done = subprocess.run(lab_cmd(experiment, tmp_path, data_dir, ["resume=true", f"hydra.run.dir={tmp_path}/x"]),
@@ -96,7 +104,7 @@ def test_sigkill_then_resume_continues_the_same_wandb_run(experiment, tmp_path, 
 KILLED_RUN = """
 import os, signal, sys
 from lightning.pytorch.loggers import CSVLogger
-from lab.logging import WandbLogger
+from lab.loggers import WandbLogger
 save_dir = sys.argv[1]
 wandb_logger, csv_logger = WandbLogger(save_dir=save_dir, id="lost123", offline=True), CSVLogger(save_dir, name="csv")
 for step in range(300):

@@ -66,7 +66,7 @@ def test_bad_generative_config_fails_before_training(overrides, match, tmp_path,
 
 
 def test_gan_sample_grid_is_logged_to_wandb(tmp_path, data_dir):
-    from lab.logging import read_wandb_records
+    from lab.loggers import read_wandb_records
 
     cfg = make_cfg(["experiment=gan_mnist", "logger=wandb", *GAN_SHRINK], tmp_path, data_dir)
     run(cfg)

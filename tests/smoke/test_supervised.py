@@ -67,6 +67,41 @@ def test_resume_continues_from_last_checkpoint_in_the_same_run(tmp_path, data_di
     assert (run_dir / "csv" / "version_1" / "metrics.csv").is_file()
 
 
+def test_resume_continues_the_latest_run_of_the_same_configuration(tmp_path, data_dir):
+    def cfg(lr: float, name: str | None, *extra: str):
+        c = make_cfg(["experiment=mlp_mnist", "test=false", "model.scheduler=null", f"model.optimizer.lr={lr}", *extra],
+                     tmp_path, data_dir)
+        if name:
+            c.paths.output_dir = str(tmp_path / "logs" / "mlp_mnist" / "runs" / name)
+        return c
+
+    run(cfg(1e-3, "a"))
+    run(cfg(5e-3, "b"))  # newer, with another learning rate
+    resumed = cfg(1e-3, "c", "resume=true", "trainer.max_epochs=2")
+    run(resumed)
+    assert resumed.paths.output_dir.endswith("runs/a")  # not the newest run, b
+    import torch
+
+    assert torch.load(tmp_path / "logs/mlp_mnist/runs/a/checkpoints/last.ckpt", weights_only=False)["epoch"] == 1
+    assert not (tmp_path / "logs/mlp_mnist/runs/c").exists()
+    with pytest.raises(ConfigError, match=r"no earlier run .* has this configuration.*runs/b/checkpoints/last.ckpt "
+                                          r"\(differs in model.optimizer.lr=0.005\).*resume=true ckpt_path="):
+        run(cfg(7e-3, "d", "resume=true"))
+
+
+@pytest.mark.parametrize("content", [b"not a checkpoint", None])
+def test_a_file_that_is_not_a_lab_checkpoint_is_named(content, tmp_path, data_dir):
+    import torch
+
+    bad = tmp_path / "bad.ckpt"
+    if content is None:
+        torch.save({"weights": torch.zeros(2)}, bad)  # a PyTorch file, but no Lightning checkpoint
+    else:
+        bad.write_bytes(content)
+    with pytest.raises(ConfigError, match=f"Invalid ckpt_path='{bad}': it (cannot be read|is not a Lightning)"):
+        run(make_cfg(["experiment=mlp_mnist", "mode=eval", f"ckpt_path={bad}"], tmp_path, data_dir))
+
+
 def test_resume_without_an_earlier_run_is_a_clear_error(tmp_path, data_dir):
     cfg = make_cfg(["experiment=mlp_mnist", "resume=true"], tmp_path, data_dir)
     with pytest.raises(ConfigError, match="no checkpoints/last.ckpt"):
@@ -91,12 +126,12 @@ def test_every_scheduler_trains(scheduler, tmp_path, data_dir):
 @pytest.mark.parametrize(
     "overrides,match",
     [
-        (["backbone.input_size=100"], "does not fit the data.*backbone.input_size=100"),
-        (["experiment=transformer_seqmnist", "backbone.d_model=30"], "backbone.d_model=30.*backbone.nhead=4"),
-        (["experiment=lstm_seqmnist", "backbone.hidden_size=0"], "backbone.hidden_size=0"),
-        (["experiment=mlp_mnist", "backbone.hidden_sizes=[64,0]"], "backbone.hidden_sizes"),
-        (["data=seq_mnist", "backbone.input_size=28"], "does not fit"),
-        (["experiment=cnn_mnist", "backbone=mlp"], "unexpected keyword argument 'conv_dropout'.*`~key`"),
+        (["model.backbone.in_features=100"], "does not fit the data.*backbone.in_features=100"),
+        (["experiment=transformer_seqmnist", "model.backbone.d_model=30"], "backbone.d_model=30.*backbone.nhead=4"),
+        (["experiment=lstm_seqmnist", "model.backbone.hidden_size=0"], "backbone.hidden_size=0"),
+        (["experiment=mlp_mnist", "model.backbone.hidden_sizes=[64,0]"], "backbone.hidden_sizes"),
+        (["data=seq_mnist", "model.backbone.in_features=28"], "does not fit"),
+        (["experiment=cnn_mnist", "model/backbone=mlp"], "unexpected keyword argument 'conv_dropout'.*`~key`"),
     ],
 )
 def test_models_that_do_not_fit_fail_before_training(overrides, match, tmp_path, data_dir):

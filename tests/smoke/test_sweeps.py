@@ -13,7 +13,7 @@ import optuna
 import pytest
 import torch
 
-from lab.optuna import OptunaPruning
+from lab.pruning import OptunaPruning
 
 TINY = ["logger=csv", "trainer.accelerator=cpu", "~callbacks.model_summary", "agent.total_timesteps=256",
         "agent.eval_freq=128", "agent.eval_episodes=2", "agent.video=false", "env.max_episode_steps=60",

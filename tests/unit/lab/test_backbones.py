@@ -64,7 +64,7 @@ def test_invalid_sizes_fail_at_construction(make, match):
 
 
 def test_input_that_does_not_fit_names_the_key():
-    with pytest.raises(ValueError, match="backbone.input_size=100"):
-        MLP(input_size=100)(torch.randn(2, 1, 28, 28))
+    with pytest.raises(ValueError, match="backbone.in_features=100"):
+        MLP(in_features=100)(torch.randn(2, 1, 28, 28))
     with pytest.raises(ValueError, match="backbone.input_size=20"):
         RNN(input_size=20)(torch.randn(2, 28, 28))

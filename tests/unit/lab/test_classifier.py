@@ -1,7 +1,8 @@
 import functools
+import math
 
+import pytest
 import torch
-from torch import nn
 
 from lab.backbones import MLP
 from lab.models import Classifier
@@ -9,7 +10,7 @@ from lab.models import Classifier
 
 def make(**kw):
     torch.manual_seed(0)
-    return Classifier(MLP(input_size=12, hidden_sizes=(8,)), functools.partial(torch.optim.SGD, lr=0.1), **kw)
+    return Classifier(MLP(in_features=12, hidden_sizes=(8,)), functools.partial(torch.optim.SGD, lr=0.1), **kw)
 
 
 def test_forward_and_features():
@@ -28,11 +29,17 @@ def test_l1_penalty_is_added_to_the_training_loss():
     assert torch.allclose(with_l1 - base, 0.01 * weights)
 
 
-def test_label_smoothing_changes_the_loss_as_cross_entropy_says():
-    x, y = torch.randn(6, 12), torch.randint(0, 10, (6,))
+def test_label_smoothing_loss_is_the_known_mixture():
+    # a head with zero weights and bias (ln 2, 0, ..., 0): every input gets p = (2/11, 1/11, ..., 1/11)
     m = make(label_smoothing=0.2)
-    loss, _, _ = m._step((x, y))
-    assert torch.allclose(loss, nn.functional.cross_entropy(m(x), y, label_smoothing=0.2))
+    with torch.no_grad():
+        m.head.weight.zero_()
+        m.head.bias.copy_(torch.tensor([math.log(2.0)] + [0.0] * 9))
+    x, y = torch.randn(4, 12), torch.zeros(4, dtype=torch.long)
+    loss, preds, _ = m._step((x, y))
+    # (1 - 0.2) * -log p_0 + 0.2 * mean_k(-log p_k)
+    expected = 0.8 * math.log(5.5) + 0.2 * (math.log(5.5) + 9 * math.log(11.0)) / 10
+    assert float(loss) == pytest.approx(expected, rel=1e-6) and preds.tolist() == [0, 0, 0, 0]
 
 
 def test_optimizer_is_built_from_the_partial_over_all_parameters():

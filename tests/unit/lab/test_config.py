@@ -4,17 +4,19 @@ import hydra
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException
+from lightning.pytorch import LightningDataModule, LightningModule
 from omegaconf import OmegaConf
 
-from helpers import make_cfg
+from helpers import build, make_cfg
 from lab.errors import ConfigError
-from lab.run import instantiate
+from lab.instantiate import instantiate
 from lab.validate import group_options, validate
 
 
 def test_groups_have_the_expected_options():
-    assert set(group_options("data")) >= {"mnist", "fashion_mnist", "seq_mnist"}
-    assert set(group_options("backbone")) >= {"mlp", "cnn", "resnet", "rnn", "lstm", "gru", "transformer"}
+    assert set(group_options("data")) >= {"mnist", "fashion_mnist", "seq_mnist", "image_folder", "torchvision"}
+    assert set(group_options("model/backbone")) >= {"mlp", "cnn", "resnet", "rnn", "lstm", "gru", "transformer"}
+    assert set(group_options("family")) == {"supervised", "gan", "vae", "rl"}
     assert set(group_options("trainer")) >= {"default", "cpu", "gpu", "ddp", "debug"}
     assert set(group_options("logger")) >= {"wandb", "csv", "tensorboard", "many", "none"}
     assert set(group_options("model/optimizer")) >= {"sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta"}
@@ -26,7 +28,10 @@ def test_groups_have_the_expected_options():
                                                 "gru_seqmnist", "transformer_seqmnist"}
 
 
-@pytest.mark.parametrize("name", group_options("data"))
+USER_DATA = ("image_folder", "torchvision")  # they need data.root / data.name: tests/unit/lab/test_user_data.py
+
+
+@pytest.mark.parametrize("name", [d for d in group_options("data") if d not in USER_DATA])
 @pytest.mark.parametrize("augment", [None, *group_options("data/augment")])
 def test_data_options(name, augment, tmp_path, data_dir):
     cfg = make_cfg([f"data={name}"] + ([f"data/augment={augment}"] if augment else []), tmp_path, data_dir)
@@ -37,18 +42,19 @@ def test_data_options(name, augment, tmp_path, data_dir):
     assert tuple(x.shape) == dm.input_shape
 
 
-@pytest.mark.parametrize("name", group_options("backbone"))
-def test_backbone_options(name, tmp_path):
-    cfg = make_cfg([f"backbone={name}"], tmp_path, None)
-    net = instantiate(cfg.backbone, "backbone")
-    shape = (28, 28) if name in ("rnn", "lstm", "gru", "transformer") else (1, 28, 28)
+@pytest.mark.parametrize("name", group_options("model/backbone"))
+def test_backbone_options(name, tmp_path, data_dir):
+    sequence = name in ("rnn", "lstm", "gru", "transformer")
+    cfg = make_cfg([f"model/backbone={name}", f"data={'seq_mnist' if sequence else 'mnist'}"], tmp_path, data_dir)
+    net = build(cfg).model.backbone  # sizes filled from the data
+    shape = (28, 28) if sequence else (1, 28, 28)
     assert net(torch.zeros(2, *shape)).shape == (2, net.out_features)
 
 
 @pytest.mark.parametrize("optimizer", group_options("model/optimizer"))
-def test_optimizer_options(optimizer, tmp_path):
-    cfg = make_cfg([f"model/optimizer={optimizer}", "backbone=mlp"], tmp_path, None)
-    model = instantiate(cfg.model, "model")
+def test_optimizer_options(optimizer, tmp_path, data_dir):
+    cfg = make_cfg([f"model/optimizer={optimizer}", "model/backbone=mlp"], tmp_path, data_dir)
+    model = build(cfg).model
     opt = model.configure_optimizers()["optimizer"]
     assert isinstance(opt, torch.optim.Optimizer) and opt.defaults["lr"] == cfg.model.optimizer.lr
 
@@ -107,10 +113,11 @@ def test_rl_experiment_options(name, tmp_path):
 @pytest.mark.parametrize("agent", group_options("agent"))
 @pytest.mark.parametrize("env", ["cartpole", "pong"])
 def test_agent_and_env_options(agent, env, tmp_path):
-    cfg = make_cfg([f"agent={agent}", f"env={env}", "agent.encoder=" + ("nature_cnn" if env == "pong" else "mlp")],
-                   tmp_path, None, smoke=False)
-    a = instantiate(cfg.agent, "agent", env=cfg.env)
-    a.check_env()
+    cfg = make_cfg(["family=rl", f"agent={agent}", f"env={env}",
+                    "agent.encoder=" + ("nature_cnn" if env == "pong" else "mlp")], tmp_path, None, smoke=False)
+    runner = build(cfg)  # the env, the agent, and the check that they suit each other
+    assert type(runner).__name__ == ("SB3Runner" if agent.startswith("sb3") else "AgentRunner")
+    assert runner.agent.env_cfg.id == cfg.env.id
 
 
 @pytest.mark.parametrize("name", [e for e in group_options("experiment") if e not in RL])
@@ -118,7 +125,8 @@ def test_experiment_options(name, tmp_path, data_dir):
     cfg = make_cfg([f"experiment={name}"], tmp_path, data_dir)
     assert cfg.task_name == name
     validate(cfg)
-    assert instantiate(cfg.model, "model") is not None and instantiate(cfg.data, "data") is not None
+    runner = build(cfg)
+    assert isinstance(runner.model, LightningModule) and isinstance(runner.datamodule, LightningDataModule)
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
 
 
@@ -155,3 +163,26 @@ def test_invalid_values_fail_validation(override, match, tmp_path):
     cfg = make_cfg(override.split(), tmp_path, None)
     with pytest.raises(ConfigError, match=match):
         validate(cfg)
+
+
+@pytest.mark.parametrize(("search", "mode", "direction"), [("vae_mnist_optuna", "min", "minimize"),
+                                                          ("cnn_mnist_optuna", "max", "maximize"),
+                                                          ("ppo_cartpole_optuna", "max", "maximize")])
+def test_optuna_direction_comes_from_optimized_mode(search, mode, direction):
+    from hydra import compose, initialize_config_dir
+
+    from hydra_plugins.lab_optuna_sweeper import OptunaSweeper
+    from lab.paths import CONFIG_DIR
+
+    experiment = search.removesuffix("_optuna")
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"experiment={experiment}", f"hparams_search={search}"],
+                      return_hydra_config=True)
+        flipped = compose("config", overrides=[f"experiment={experiment}", f"hparams_search={search}",
+                                               f"optimized_mode={'max' if mode == 'min' else 'min'}"],
+                          return_hydra_config=True)
+    assert cfg.optimized_mode == mode and cfg.hydra.sweeper.direction == mode
+    assert flipped.hydra.sweeper.direction != mode  # one source of truth: the sweep follows optimized_mode
+    node = OmegaConf.to_container(cfg.hydra.sweeper, resolve=True)
+    node.pop("_target_")
+    assert OptunaSweeper(**node).direction == direction

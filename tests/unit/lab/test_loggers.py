@@ -3,7 +3,7 @@
 import pytest
 from lightning.pytorch.loggers import WandbLogger as LightningWandbLogger
 
-import lab.logging as lab_logging
+import lab.loggers as lab_logging
 
 
 def test_wandb_logger_retries_while_the_run_id_is_in_use(monkeypatch, tmp_path):

@@ -1,0 +1,100 @@
+"""What every image DataModule of the lab shares: loader settings, normalization, the loaders, and the
+sizes a model takes from the data (`data_dims`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset
+
+from lab.checks import check_choice
+
+NORMALIZATIONS = ("standard", "symmetric", "none")
+
+
+class ImageDataModule(LightningDataModule):
+    """Base of the image DataModules: subclasses set `classes` and `input_shape` and build the three
+    splits in `setup` (`train_set`, `val_set`, `test_set`); images are normalized as `normalize` says."""
+
+    classes: tuple[str, ...] = ()
+
+    def __init__(self, batch_size: int, eval_batch_size: int, num_workers: int, pin_memory: bool, normalize: str,
+                 augment: Callable[[torch.Tensor], torch.Tensor] | None) -> None:
+        super().__init__()
+        check_choice("data.normalize", normalize, NORMALIZATIONS)
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.normalize, self.augment = normalize, augment
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def dataset_mean_std(self) -> tuple[Any, Any]:
+        """The dataset's own mean and std (normalize=standard): numbers, or per-channel tensors (C, 1, 1)."""
+        raise NotImplementedError
+
+    @property
+    def mean_std(self) -> tuple[Any, Any]:
+        """What the images are normalized with: x_model = (x_[0,1] - mean) / std."""
+        if self.normalize == "standard":
+            return self.dataset_mean_std()
+        return (0.5, 0.5) if self.normalize == "symmetric" else (0.0, 1.0)
+
+    def _loader(self, ds: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
+        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0, drop_last=False)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, self.eval_batch_size, shuffle=False)
+
+
+def split_indices(n: int, val_size: int, seed: int, key: str = "data.val_size") -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, val) indices of a fixed-seed split of n examples."""
+    if not 0 < val_size < n:
+        raise ValueError(f"{key}={val_size} must be between 1 and {n - 1} (the training set has {n} examples).")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[val_size:], perm[:val_size]
+
+
+def data_dims(datamodule: LightningDataModule) -> dict[str, Any]:
+    """The sizes a model's null keys take from the data (lab.runner.fill_from_data).
+
+    Images (C, H, W): in_channels = channels = C, image_size = H (square images), in_features = C*H*W, and for
+    grey images their rows as a sequence (input_size = W, seq_len = H). Sequences (T, F): input_size = F,
+    seq_len = T, in_features = T*F (and a square one also reads as a 1-channel image). Classes: num_classes,
+    class_names.
+    """
+    shape = tuple(getattr(datamodule, "input_shape", ()))
+    dims: dict[str, Any] = dict.fromkeys(("in_channels", "channels", "image_size", "in_features", "input_size",
+                                          "seq_len"))
+    if len(shape) == 3:
+        c, h, w = shape
+        dims.update(in_channels=c, channels=c, image_size=h if h == w else None, in_features=c * h * w)
+        if c == 1:
+            dims.update(input_size=w, seq_len=h)
+    elif len(shape) == 2:
+        t, f = shape
+        dims.update(input_size=f, seq_len=t, in_features=t * f)
+        if t == f:
+            dims.update(in_channels=1, channels=1, image_size=t)
+    classes = getattr(datamodule, "classes", None)
+    dims["num_classes"] = len(classes) if classes else getattr(datamodule, "num_classes", None)
+    dims["class_names"] = [str(c) for c in classes] if classes else None
+    return dims

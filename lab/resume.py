@@ -1,0 +1,69 @@
+"""resume=true: which earlier run to continue. Every run leaves `run_config.yaml` (its composed config);
+resume continues the newest run of the same experiment whose configuration matches this one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+from lab.errors import ConfigError
+
+RUN_CONFIG = "run_config.yaml"
+# Keys that may differ between a run and its continuation: where things go, how it is started and shown,
+# and how long it runs (a finished run can be extended).
+NOT_CONFIGURATION = ("resume", "ckpt_path", "mode", "test", "paths", "logger", "optuna", "hydra", "tags",
+                     "callbacks.progress_bar", "trainer.max_epochs", "trainer.max_steps", "agent.total_timesteps")
+
+
+def configuration(cfg: DictConfig) -> dict[str, Any]:
+    """The composed config without the keys a continuation may change, as plain (unresolved) data."""
+    data = OmegaConf.to_container(cfg, resolve=False)
+    for key in NOT_CONFIGURATION:
+        *parents, last = key.split(".")
+        node = data
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return data
+
+
+def save_run_config(composed: dict[str, Any], output_dir: Path) -> None:
+    """`composed`: configuration(cfg) of the run, taken before anything filled or changed it."""
+    (output_dir / RUN_CONFIG).write_text(yaml.safe_dump(composed, sort_keys=True))
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in _differences(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [f"{prefix[:-1]}={a!r}"]
+
+
+def find_resume_checkpoint(cfg: DictConfig) -> Path:
+    """ckpt_path when given; else the `last.ckpt` of the newest earlier run of this task with the same
+    configuration; a ConfigError listing the runs there are (and how to pick one) when none matches."""
+    if cfg.ckpt_path:
+        return Path(cfg.ckpt_path)
+    base = Path(cfg.paths.log_dir) / cfg.task_name
+    found = sorted(base.glob("**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
+    if not found:
+        raise ConfigError(f"resume=true, but no checkpoints/last.ckpt exists under {base} for task_name="
+                          f"{cfg.task_name!r}; start the run without resume=true, or pass ckpt_path=<file>.")
+    wanted = configuration(cfg)
+    others = []
+    for ckpt in found:
+        saved = ckpt.parent.parent / RUN_CONFIG
+        if not saved.is_file():
+            others.append(f"{ckpt} (no {RUN_CONFIG}: configuration unknown)")
+            continue
+        diff = _differences(yaml.safe_load(saved.read_text()), wanted)
+        if not diff:
+            return ckpt
+        others.append(f"{ckpt} (differs in {', '.join(diff[:3])}{', ...' if len(diff) > 3 else ''})")
+    listing = "; ".join(others[:5]) + (f"; and {len(others) - 5} more" if len(others) > 5 else "")
+    raise ConfigError(f"resume=true, but no earlier run of task_name={cfg.task_name!r} under {base} has this "
+                      f"configuration. Runs there: {listing}. Continue one of them with resume=true "
+                      "ckpt_path=<its last.ckpt>, or repeat the overrides it was started with.")
