@@ -19,7 +19,7 @@ def add_user_projects(config_sources: list) -> None:
     project: its parent folder goes on sys.path (and PYTHONPATH, for env and DDP subprocesses), so that
     `_target_: my_pkg.model.MyModule` and `env.id=my_envs:MyEnv-v0` import from that project."""
     for source in config_sources:
-        if source.schema != "file" or source.provider not in ("command-line", "hydra.searchpath"):
+        if source.schema != "file" or Path(source.path).resolve() == CONFIG_DIR:  # the lab's own conf/
             continue
         project = str(Path(source.path).resolve().parent)
         if project not in sys.path:

@@ -38,8 +38,8 @@ class EpochLines(ProgressBar):
                    if v.numel() == 1 and not k.endswith("_step")}
         shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
         total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else "?"
-        # RL agents count env steps (their metrics' x-axis); others optimizer steps
-        step = f"env step {pl_module.env_steps}" if hasattr(pl_module, "env_steps") else f"step {trainer.global_step}"
+        # a module may say what its x-axis counts (RL agents: env steps); else optimizer steps
+        step = getattr(pl_module, "progress_step", None) or f"step {trainer.global_step}"
         print(f"epoch {trainer.current_epoch + 1}/{total} {step} "
               f"{shown} ({time.perf_counter() - self._t0:.1f} s)", flush=True)
 

@@ -30,13 +30,19 @@ def check_choice(key: str, value: Any, choices: Iterable[Any]) -> None:
         raise ValueError(f"{key}={value!r} is not valid; valid choices: {', '.join(map(str, choices))}.")
 
 
+def check_number(key: str, value: Any, minimum: float, integer: bool = False, strict: bool = True) -> None:
+    """`value` must be a number (an integer when `integer`) > minimum (>= when not `strict`)."""
+    kind = "an integer" if integer else "a number"
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type or (value <= minimum if strict else value < minimum):
+        raise ValueError(f"{key}={value!r} is not valid: it must be {kind} {'>' if strict else '>='} {minimum}.")
+
+
 def check_positive(key: str, value: int | float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{key}={value!r} is not valid: it must be a number > 0.")
+    check_number(key, value, 0)
 
 
 def check_ints(prefix: str = "", **values: tuple[int, int]) -> None:
     """ValueError naming the first `<prefix><key>` that is not an integer >= its minimum: key=(value, minimum)."""
     for key, (value, minimum) in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"{prefix}{key}={value!r} is not valid: it must be an integer >= {minimum}.")
+        check_number(f"{prefix}{key}", value, minimum, integer=True, strict=False)

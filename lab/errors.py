@@ -19,5 +19,7 @@ def building(key: str, what: object = None) -> Iterator[None]:
     except ConfigError:
         raise
     except (ValueError, FileNotFoundError) as e:
+        if str(e).startswith(f"{key}="):  # it names the key already (lab.checks)
+            raise ConfigError(str(e)) from None
         shown = f"{key}={what!r}" if what is not None else f"`{key}`"
         raise ConfigError(f"Invalid {shown}: {e}") from None

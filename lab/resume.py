@@ -12,16 +12,16 @@ from omegaconf import DictConfig, OmegaConf
 from lab.errors import ConfigError
 
 RUN_CONFIG = "run_config.yaml"
-# Keys that may differ between a run and its continuation: where things go, how it is started and shown,
-# and how long it runs (a finished run can be extended).
+# Keys that may differ between a run and its continuation: where things go, how it is started and shown.
+# How long it runs may differ too (a finished run can be extended): the runner's `length_keys`.
 NOT_CONFIGURATION = ("resume", "ckpt_path", "mode", "test", "paths", "logger", "optuna", "hydra", "tags",
-                     "callbacks.progress_bar", "trainer.max_epochs", "trainer.max_steps", "agent.total_timesteps")
+                     "callbacks.progress_bar")
 
 
-def configuration(cfg: DictConfig) -> dict[str, Any]:
+def configuration(cfg: DictConfig, length_keys: tuple[str, ...]) -> dict[str, Any]:
     """The composed config without the keys a continuation may change, as plain (unresolved) data."""
     data = OmegaConf.to_container(cfg, resolve=False)
-    for key in NOT_CONFIGURATION:
+    for key in (*NOT_CONFIGURATION, *length_keys):
         *parents, last = key.split(".")
         node = data
         for p in parents:
@@ -32,7 +32,7 @@ def configuration(cfg: DictConfig) -> dict[str, Any]:
 
 
 def save_run_config(composed: dict[str, Any], output_dir: Path) -> None:
-    """`composed`: configuration(cfg) of the run, taken before anything filled or changed it."""
+    """`composed`: configuration(cfg, ...) of the run, taken before anything filled or changed it."""
     (output_dir / RUN_CONFIG).write_text(yaml.safe_dump(composed, sort_keys=True))
 
 
@@ -42,7 +42,7 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [f"{prefix[:-1]}={a!r}"]
 
 
-def find_resume_checkpoint(cfg: DictConfig) -> Path:
+def find_resume_checkpoint(cfg: DictConfig, length_keys: tuple[str, ...]) -> Path:
     """ckpt_path when given; else the `last.ckpt` of the newest earlier run of this task with the same
     configuration; a ConfigError listing the runs there are (and how to pick one) when none matches."""
     if cfg.ckpt_path:
@@ -52,7 +52,7 @@ def find_resume_checkpoint(cfg: DictConfig) -> Path:
     if not found:
         raise ConfigError(f"resume=true, but no checkpoints/last.ckpt exists under {base} for task_name="
                           f"{cfg.task_name!r}; start the run without resume=true, or pass ckpt_path=<file>.")
-    wanted = configuration(cfg)
+    wanted = configuration(cfg, length_keys)
     others = []
     for ckpt in found:
         saved = ckpt.parent.parent / RUN_CONFIG

@@ -18,7 +18,7 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from lab.errors import building
+from lab.errors import ConfigError, building
 from lab.instantiate import instantiate
 from lab.loggers import WandbLogger, finish_wandb
 from lab.resume import configuration, find_resume_checkpoint, save_run_config
@@ -108,7 +108,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
     runner: Runner = instantiate(cfg.runner, "runner")
     check_used(cfg, runner)
     if cfg.mode == "train" and cfg.resume:
-        ckpt = find_resume_checkpoint(cfg)
+        if not runner.can_resume:
+            raise ConfigError(f"resume=true: `{cfg.runner._target_}` cannot continue a run from a checkpoint; start "
+                              "a new run (without resume=true).")
+        ckpt = find_resume_checkpoint(cfg, runner.length_keys)
         with open_dict(cfg):
             cfg.ckpt_path = str(ckpt)
             if ckpt.parent.name == "checkpoints":  # keep writing into the run being continued
@@ -117,16 +120,15 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if cfg.ckpt_path:
         with building("ckpt_path", cfg.ckpt_path):
             runner.check_checkpoint(Path(cfg.ckpt_path))
-    output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-
     seed_everything(cfg.seed, workers=True)
     if cfg.trainer.get("sync_batchnorm") and not _uses_cuda(cfg):
         with open_dict(cfg):  # torch's SyncBatchNorm is CUDA-only; CPU (gloo) DDP keeps per-process statistics
             cfg.trainer.sync_batchnorm = False
         log.info("trainer.sync_batchnorm=false: SyncBatchNorm needs CUDA devices")
-    composed = configuration(cfg)  # before the runner fills sizes from the data: what resume compares
+    composed = configuration(cfg, runner.length_keys)  # what resume compares: before the runner fills in sizes
     runner.build(cfg)
+    output_dir = Path(cfg.paths.output_dir)  # made once everything is built: a config error leaves nothing behind
+    output_dir.mkdir(parents=True, exist_ok=True)
     loggers = build_loggers(cfg, output_dir)
     trainer: Trainer | None = None
     if runner.uses_trainer:

@@ -45,6 +45,7 @@ class Runner:
     uses_trainer = True  # False: the runner has its own loop, and `trainer` / `callbacks` settings do not apply,
     uses_trainer_keys: tuple[str, ...] = ()  # except these trainer keys, which it reads itself
     can_resume = True
+    length_keys: tuple[str, ...] = ("trainer.max_epochs", "trainer.max_steps")  # may change when a run resumes
 
     def build(self, cfg: DictConfig) -> None:
         """Build what the run needs from `cfg` (lab.run has validated and seeded); errors name their key."""

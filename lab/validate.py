@@ -10,19 +10,18 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from lab.errors import ConfigError
+from lab.checks import check_choice, check_number
+from lab.errors import ConfigError, building
 from lab.paths import CONFIG_DIR
 
 
 def group_options(group: str) -> list[str]:
     """The valid choices for `group=<name>` (e.g. 'model/optimizer'): the lab's and, inside a Hydra run,
     those of every config folder on its search path (a user's `--config-dir`, `hydra.searchpath`)."""
-    from hydra.core.global_hydra import GlobalHydra
-
-    options = {p.stem for p in (CONFIG_DIR / group).glob("*.yaml")}
-    if GlobalHydra.instance().is_initialized():
-        options.update(GlobalHydra.instance().config_loader().get_group_options(group))
-    return sorted(options)
+    folders = [CONFIG_DIR]
+    if HydraConfig.initialized():
+        folders += [Path(s.path) for s in HydraConfig.get().runtime.config_sources if s.schema == "file"]
+    return sorted({p.stem for folder in folders for p in (folder / group).glob("*.yaml")})
 
 
 def check_used(cfg: DictConfig, runner: Any) -> None:
@@ -43,20 +42,15 @@ def _get(cfg: DictConfig, key: str) -> Any:
 
 
 def _check_choice(cfg: DictConfig, key: str, choices: tuple[str, ...]) -> None:
-    value = _get(cfg, key)
-    if value not in choices:
-        raise ConfigError(f"{key}={value!r} is not valid; valid choices: {', '.join(choices)}.")
+    with building(key):
+        check_choice(key, _get(cfg, key), choices)
 
 
 def _check_number(cfg: DictConfig, key: str, minimum: float, integer: bool = False, strict: bool = True) -> None:
     value = _get(cfg, key)
-    if value is None:
-        return
-    kind = "an integer" if integer else "a number"
-    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok_type or (value <= minimum if strict else value < minimum):
-        bound = f"> {minimum}" if strict else f">= {minimum}"
-        raise ConfigError(f"{key}={value!r} is not valid: it must be {kind} {bound}.")
+    if value is not None:
+        with building(key):
+            check_number(key, value, minimum, integer, strict)
 
 
 def _check_target(cfg: DictConfig, key: str, base: tuple[type, ...], group: str) -> None:
@@ -71,6 +65,21 @@ def _check_target(cfg: DictConfig, key: str, base: tuple[type, ...], group: str)
         raise ConfigError(f"{key}._target_={target!r} cannot be imported; {valid}.") from None
     if not issubclass(cls, base):
         raise ConfigError(f"{key}._target_={target!r} is not a {' or '.join(b.__name__ for b in base)}; {valid}.")
+
+
+def _check_optimizer(cfg: DictConfig, key: str) -> None:
+    """Build the optimizer node on a dummy parameter, so its own checks (betas, momentum, eps, ...) fail
+    now, naming the key, rather than when training starts."""
+    node = _get(cfg, key)
+    if not isinstance(node, DictConfig) or not node.get("_partial_"):
+        return
+    from lab.instantiate import instantiate
+
+    factory = instantiate(node, key)
+    try:
+        factory([torch.nn.Parameter(torch.zeros(1))], **({} if "lr" in node else {"lr": 1e-3}))
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise ConfigError(f"Invalid config under `{key}`: {e}") from None
 
 
 def validate(cfg: DictConfig) -> None:
@@ -103,8 +112,9 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={value!r} is not valid: it must be an integer >= 0 "
                               "(or -1 for no limit together with trainer.max_steps > 0).")
 
-    for key in ("model.optimizer", "model.optimizer_g", "model.optimizer_d"):  # GANs have two
+    for key in ("model.optimizer", "model.optimizer_g", "model.optimizer_d", "agent.optimizer"):  # GANs have two
         _check_target(cfg, key, (torch.optim.Optimizer,), "model/optimizer")
         _check_number(cfg, f"{key}.lr", 0)
+        _check_optimizer(cfg, key)
     _check_target(cfg, "model.scheduler", (torch.optim.lr_scheduler.LRScheduler,
                                            torch.optim.lr_scheduler.ReduceLROnPlateau), "model/scheduler")

@@ -97,6 +97,10 @@ class RLModule(LightningModule):
     def num_epochs(self) -> int:
         return math.ceil(self.total_iterations / self.iterations_per_epoch)
 
+    @property
+    def progress_step(self) -> str:  # what lab.callbacks.EpochLines shows: env steps, the metrics' x-axis
+        return f"env step {self.env_steps}"
+
     # ---- spaces and nets ---------------------------------------------------------------------------
     def check_env(self) -> None:
         """Raise ValueError when the env does not suit the agent (run before training). Subclasses extend."""

@@ -20,6 +20,8 @@ class AgentRunner(Runner):
     """Builds `env` and `agent` (which gets the env node), checks they suit each other, sets the run's
     length from agent.total_timesteps, and evaluates the best (or given) checkpoint at the end."""
 
+    length_keys = ("agent.total_timesteps",)
+
     def build(self, cfg: DictConfig) -> None:
         if cfg.trainer.get("max_epochs") is not None:
             raise ConfigError(f"trainer.max_epochs={cfg.trainer.max_epochs!r} is not used by RL runs: their length "

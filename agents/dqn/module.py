@@ -91,6 +91,9 @@ class DQN(RLModule):
         self.train_freq, self.gradient_steps = train_freq, gradient_steps
         self.eps = (exploration_initial_eps, exploration_final_eps, exploration_fraction)
         self.max_grad_norm, self.double_q, self.n_step, self.loss_name = max_grad_norm, double_q, n_step, loss
+        if not prioritized and (per_alpha, per_beta) != (0.6, 0.4):  # they would be silently ignored
+            raise ValueError(f"agent.per_alpha={per_alpha!r} / agent.per_beta={per_beta!r} only act with prioritized "
+                             "replay; set agent.prioritized=true, or leave them at 0.6 / 0.4.")
         self.prioritized, self.per_alpha, self.per_beta = prioritized, per_alpha, per_beta
         self.net_kwargs = dict(net_arch=list(net_arch), activation=activation, encoder=encoder, dueling=dueling)
         self.save_replay_buffer = save_replay_buffer

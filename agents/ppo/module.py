@@ -94,6 +94,9 @@ class PPO(RLModule):
         if not isinstance(action_space, (spaces.Discrete, spaces.Box)):
             raise ValueError(f"PPO supports Discrete and Box action spaces; env.id={self.env_cfg.id!r} has "
                              f"{action_space}.")
+        if isinstance(action_space, spaces.Discrete) and self.hparams.log_std_init != 0.0:  # it would be ignored
+            raise ValueError(f"agent.log_std_init={self.hparams.log_std_init!r} only acts on Gaussian policies (Box "
+                             f"actions); env.id={self.env_cfg.id!r} has {action_space}.")
         ActorCritic(obs_space.shape, action_space, **self.net_kwargs)  # shape checks (encoder vs observations)
 
     def build_networks(self) -> None:

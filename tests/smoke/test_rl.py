@@ -157,6 +157,13 @@ def test_same_seed_same_first_losses(experiment, tmp_path):
     (["experiment=dqn_cartpole", "agent.train_freq=0"], r"agent.train_freq=0 is not valid: it must be an integer >= 1"),
     (["experiment=ppo_cartpole", "agent=sb3_ppo", "agent.eval_episodes=0"], r"agent.eval_episodes=0"),
     (["experiment=dqn_cartpole", "agent=sb3_dqn", "agent.dueling=true"], r"dueling=True.*Stable-Baselines3"),
+    # nothing silently ignored: keys the run would not use
+    (["experiment=ppo_cartpole", "trainer.max_epochs=3"], r"trainer.max_epochs=3 is not used by RL runs"),
+    (["experiment=dqn_cartpole", "agent.per_alpha=0.7"], r"agent.per_alpha=0.7 .* only act with prioritized"),
+    (["experiment=dqn_cartpole", "agent=sb3_dqn", "agent.per_beta=0.5"], r"per_beta=0.5.*Stable-Baselines3"),
+    (["experiment=ppo_cartpole", "agent.log_std_init=-0.5"], r"log_std_init=-0.5 only acts on Gaussian policies"),
+    (["experiment=ppo_cartpole", "agent=sb3_ppo", "resume=true"], r"resume=true.*SB3Runner"),
+    (["experiment=ppo_cartpole", "env.id=my_missing_pkg:Foo-v0"], r"module 'my_missing_pkg' cannot be imported"),
 ])
 def test_bad_input_fails_before_training(overrides, match, tmp_path):
     cfg = make_cfg(overrides + ["logger=csv"], tmp_path, None, smoke=False)

@@ -36,14 +36,18 @@ def project(tmp_path_factory) -> Path:
         (where / path).parent.mkdir(parents=True, exist_ok=True)
         (where / path).write_text(body)
     write_image_folder(where / "myproj" / "images", 30)
+    # one more option of the user's, in a group the README's example leaves alone
+    (where / "myproj/conf/model/optimizer").mkdir(parents=True)
+    (where / "myproj/conf/model/optimizer/my_adam.yaml").write_text("_target_: torch.optim.Adam\n_partial_: true\n")
     return where
 
 
-def lab(project: Path, args: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
+def lab(project: Path, args: list[str], timeout: int = 300, searchpath: bool = False) -> subprocess.CompletedProcess:
+    """`python -m lab --config-dir myproj/conf ...` from `project`; or with hydra.searchpath instead."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "WANDB_SERVICE")}
     env.update(WANDB_MODE="offline", OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "lab", "--config-dir", "myproj/conf", *args, "logger=csv",
-           f"paths.log_dir={project}/logs"]
+    where = [f"hydra.searchpath=[file://{project}/myproj/conf]"] if searchpath else ["--config-dir", "myproj/conf"]
+    cmd = [sys.executable, "-m", "lab", *where, *args, "logger=csv", f"paths.log_dir={project}/logs"]
     return subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -56,10 +60,11 @@ RL = ["agent.total_timesteps=3000", "agent.eval_freq=1000", "agent.learning_star
       "agent.eval_episodes=4", "agent.video=false", "agent.log_interval=500", "agent.learning_rate=1e-3"]
 
 
-def test_own_model_and_configs_from_outside(project, data_dir):
-    run_dir = project / "run_mnist"
+@pytest.mark.parametrize("searchpath", [False, True], ids=["config-dir", "searchpath"])
+def test_own_model_and_configs_from_outside(project, data_dir, searchpath):
+    run_dir = project / f"run_mnist_{searchpath}"
     proc = lab(project, ["experiment=my_exp", f"paths.data_dir={data_dir}", "data.verify=false", "data.val_size=100",
-                         f"hydra.run.dir={run_dir}"])
+                         f"hydra.run.dir={run_dir}"], searchpath=searchpath)
     assert proc.returncode == 0, proc.stderr[-3000:]
     config = (run_dir / ".hydra" / "config.yaml").read_text()
     assert "_target_: my_pkg.model.MyModule" in config
@@ -81,6 +86,9 @@ def test_help_and_errors_list_the_users_options(project):
     assert proc.returncode == 0 and "my_exp" in proc.stdout and "my_linear" in proc.stdout
     proc = lab(project, ["experiment=my_expp"])
     assert proc.returncode != 0 and "my_exp" in proc.stderr
+    proc = lab(project, ["experiment=cnn_mnist", "model.optimizer._target_=torch.optim.Lamb"])  # the lab's own check
+    assert proc.returncode == 2 and re.search(r"error: model.optimizer._target_='torch.optim.Lamb'.*adamw.*my_adam",
+                                              proc.stderr)
 
 
 @pytest.mark.parametrize("agent", ["dqn", "sb3_dqn"])

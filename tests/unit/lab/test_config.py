@@ -154,13 +154,17 @@ def test_unknown_optimizer_option_lists_the_valid_ones(tmp_path):
         ("model.optimizer._target_=torch.nn.Linear", "is not a Optimizer"),
         ("mode=trian", "mode='trian'.*train, eval"),
         ("experiment=gan_mnist model.optimizer_d.lr=0", "model.optimizer_d.lr=0"),
+        ("model/optimizer=sgd model.optimizer.momentum=-0.5", "`model.optimizer`: Invalid momentum value: -0.5"),
+        ("experiment=gan_mnist model.optimizer_g.betas=[0.5,1.5]", "`model.optimizer_g`: Invalid beta parameter"),
+        ("experiment=ppo_cartpole agent.optimizer.eps=-1", "`agent.optimizer`: Invalid epsilon value: -1"),
+        ("family=rl env=gym", "env.id: required and not set.*env.id=<value>"),
         ("mode=eval", "mode=eval needs ckpt_path"),
         ("ckpt_path=/no/such.ckpt", "ckpt_path='/no/such.ckpt' is not a file"),
         ("resume=maybe", "resume='maybe'"),
     ],
 )
 def test_invalid_values_fail_validation(override, match, tmp_path):
-    cfg = make_cfg(override.split(), tmp_path, None)
+    cfg = make_cfg(override.split(), tmp_path, None, smoke=False)
     with pytest.raises(ConfigError, match=match):
         validate(cfg)
 
