@@ -60,6 +60,10 @@ class Runner:
         if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
             raise ValueError("it is not a Lightning checkpoint of the lab (no state_dict); pass a .ckpt from a run's "
                              "checkpoints/ folder")
+        self.check_checkpoint_contents(ckpt)
+
+    def check_checkpoint_contents(self, ckpt: dict[str, Any]) -> None:
+        """What a runner needs in a Lightning checkpoint beyond its state_dict (read once, by check_checkpoint)."""
 
     def configure_trainer(self, trainer: Trainer) -> None:
         """Called once the trainer exists, before fit."""

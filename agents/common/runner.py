@@ -3,17 +3,28 @@ evaluation period -> the final evaluation of the best checkpoint (with its video
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
-import torch
 from lightning.pytorch import Trainer
 from omegaconf import DictConfig
 
+from agents.common.envs import EnvConfig
 from agents.common.evaluate import evaluation_lines
-from agents.common.module import RLModule
 from lab.errors import ConfigError
 from lab.instantiate import instantiate
 from lab.runner import RunContext, Runner, scalars
+
+
+def build_env_and_agent(cfg: DictConfig) -> tuple[EnvConfig, Any]:
+    """`env`, then `agent` (given the env node), checked to suit each other: what every RL runner builds."""
+    env = instantiate(cfg.env, "env")  # checked here, so its errors name `env`
+    # the node, not the object: Hydra would flatten a dataclass instance into a dict
+    agent = instantiate(cfg.agent, "agent", env=cfg.env)
+    try:
+        agent.check_env()
+    except ValueError as e:
+        raise ConfigError(f"The agent `{cfg.agent._target_}` does not suit env.id={env.id!r}: {e}") from None
+    return env, agent
 
 
 class AgentRunner(Runner):
@@ -27,17 +38,10 @@ class AgentRunner(Runner):
             raise ConfigError(f"trainer.max_epochs={cfg.trainer.max_epochs!r} is not used by RL runs: their length "
                               "is agent.total_timesteps, one epoch per agent.eval_freq env steps. Set "
                               "agent.total_timesteps instead (trainer.max_epochs stays null).")
-        self.env = instantiate(cfg.env, "env")  # checked here, so its errors name `env`
-        # the node, not the object: Hydra would flatten a dataclass instance into a dict
-        self.agent: RLModule = instantiate(cfg.agent, "agent", env=cfg.env)
-        try:
-            self.agent.check_env()
-        except ValueError as e:
-            raise ConfigError(f"The agent `{cfg.agent._target_}` does not suit env.id={self.env.id!r}: {e}") from None
+        self.env, self.agent = build_env_and_agent(cfg)
 
-    def check_checkpoint(self, path: Path) -> None:
-        super().check_checkpoint(path)
-        if "agent_state" not in torch.load(path, map_location="cpu", weights_only=False):
+    def check_checkpoint_contents(self, ckpt: dict[str, Any]) -> None:
+        if "agent_state" not in ckpt:
             raise ValueError("it has no agent state: it was not written by one of the lab's agents")
 
     def configure_trainer(self, trainer: Trainer) -> None:

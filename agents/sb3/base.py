@@ -23,10 +23,9 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 
 from agents.common.envs import EnvConfig, env_fns, find_wrapper, make_env
 from agents.common.evaluate import evaluate, evaluation_lines, evaluation_metrics, video_files
+from agents.common.runner import build_env_and_agent
 from agents.common.wrappers import NormalizeObservation
 from lab.checks import check_ints
-from lab.errors import ConfigError
-from lab.instantiate import instantiate
 from lab.runner import RunContext, Runner
 
 # SB3's log keys -> the lab's (the same names our agents log)
@@ -211,15 +210,10 @@ class SB3Runner(Runner):
     uses_trainer_keys = ("accelerator",)  # SB3's device: cpu | gpu (cuda) | auto (a GPU for CNN policies)
 
     def build(self, cfg: DictConfig) -> None:
-        self.env = instantiate(cfg.env, "env")
-        self.agent: SB3Agent = instantiate(cfg.agent, "agent", env=cfg.env)
+        self.env, self.agent = build_env_and_agent(cfg)
         accelerator = str(cfg.trainer.get("accelerator", "auto"))
         if accelerator != "auto":
             self.agent.device = {"gpu": "cuda"}.get(accelerator, accelerator)
-        try:
-            self.agent.check_env()
-        except ValueError as e:
-            raise ConfigError(f"The agent `{cfg.agent._target_}` does not suit env.id={self.env.id!r}: {e}") from None
 
     def check_checkpoint(self, path: Path) -> None:
         if path.suffix != ".zip":
