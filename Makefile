@@ -1,4 +1,5 @@
 # `make run`: set up (.venv, install, data) and run the default experiment.  `make test`: set up, run the tests.
+# `make test-gpu`: the GPU checks (skipped without CUDA).  `make bench-gpu`: scripts/bench_gpu.py.
 # Both are idempotent: once set up, set-up takes seconds.
 PYTHON ?= python3
 VENV   ?= .venv
@@ -10,14 +11,19 @@ ARGS   ?=
 DATASET ?= mnist
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test setup browser data lint format bench bench-rl clean
+.PHONY: run test test-gpu bench-gpu setup browser data lint format bench bench-rl clean
 
 run: setup data
 	$(BIN)/python -m lab experiment=$(EXPERIMENT) $(ARGS)
 
 test: setup browser
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not gpu" $(PYTEST_ARGS)
+
+# The GPU checks (tests marked `gpu`, tests/gpu): every family on accelerator=gpu, 16-mixed / bf16-mixed, DDP,
+# an Optuna sweep. They skip, saying why, where CUDA is absent; `make test` never runs them.
+test-gpu: setup
+	$(BIN)/python -m pytest -q -m gpu -p no:cacheprovider $(PYTEST_ARGS)
 
 setup: $(STAMP)
 
@@ -49,6 +55,10 @@ format: setup
 bench: setup data
 	$(BIN)/python scripts/bench.py cnn_mnist --seeds 0 1 2
 	$(BIN)/python scripts/bench_overhead.py
+
+bench-gpu: setup
+	$(BIN)/python -m lab.data fetch all
+	$(BIN)/python scripts/bench_gpu.py --with-cpu
 
 bench-rl: setup
 	$(BIN)/python scripts/bench_rl.py ppo_cartpole dqn_cartpole --seeds 0 1 2 3 4

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import hydra
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torchmetrics import Metric
 from torchmetrics.image.fid import FrechetInceptionDistance
+from torchvision.ops import FrozenBatchNorm2d
 
 log = logging.getLogger("lab")
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -31,21 +35,53 @@ def classifier_path(dataset: str) -> Path:
     return ASSETS / f"classifier_{dataset}.pt"
 
 
+def freeze_batchnorm(module: nn.Module) -> nn.Module:
+    """Replace each BatchNorm2d by torchvision's FrozenBatchNorm2d (its eval-mode function, running statistics
+    fixed). A frozen network is then no `_BatchNorm`, so DDP's `sync_batchnorm` leaves it alone instead of making
+    SyncBatchNorm layers that would want trainable weights."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                getattr(frozen, key).copy_(getattr(child, key).detach())
+            setattr(module, name, frozen)
+        else:
+            freeze_batchnorm(child)
+    return module
+
+
+def freeze_as_buffers(module: nn.Module) -> nn.Module:
+    """Turn every parameter and buffer of `module` into a non-persistent buffer: `.to(device)` and DDP's
+    module moves still carry them, but no state_dict (so no checkpoint) holds them and no optimizer sees them."""
+    for sub in module.modules():
+        tensors = {**dict(sub.named_parameters(recurse=False)), **dict(sub.named_buffers(recurse=False))}
+        for name, t in tensors.items():
+            delattr(sub, name)
+            sub.register_buffer(name, t.detach().requires_grad_(False), persistent=False)
+    return module
+
+
 class ClassifierFeatures(nn.Module):
-    """Frozen lab classifier: images in [0, 1], (B, 1, 28, 28) -> penultimate features (B, num_features)."""
+    """Frozen lab classifier: images in [0, 1], (B, 1, 28, 28) -> penultimate features (B, num_features).
+    Its weights are non-persistent buffers (`freeze_as_buffers`): they move with the model that holds it and
+    stay out of that model's checkpoints."""
 
     def __init__(self, backbone: nn.Module, head: nn.Linear, mean: float, std: float) -> None:
         super().__init__()
         self.backbone, self.head = backbone, head
         self.mean, self.std = mean, std
         self.num_features = backbone.out_features
-        self.eval().requires_grad_(False)
-
-    def train(self, mode: bool = True) -> ClassifierFeatures:
-        return super().train(False)  # always frozen, dropout off
+        freeze_as_buffers(freeze_batchnorm(self))
 
     def forward(self, x01: torch.Tensor) -> torch.Tensor:
-        return self.backbone((x01.float() - self.mean) / self.std)
+        # It follows its owner's train/eval mode like any child (Lightning warns of children left in eval mode
+        # at the start of training), but always scores in eval mode: dropout off, BatchNorm's running statistics.
+        mode = self.training
+        self.train(False)
+        try:
+            return self.backbone((x01.to(self.head.weight.dtype) - self.mean) / self.std)
+        finally:
+            self.train(mode)
 
     def logits(self, x01: torch.Tensor) -> torch.Tensor:
         return self.head(self(x01))
@@ -63,49 +99,113 @@ class ClassifierFeatures(nn.Module):
         return cls(backbone, head, blob["mean"], blob["std"])
 
 
+class ClassCoverage(Metric):
+    """Class histogram and summed confidence (max softmax) of generated images under the classifier.
+    A torchmetrics Metric, so DDP processes' counts add up at `compute` (and DDP never broadcasts them)."""
+
+    full_state_update = False
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.add_state("class_counts", torch.zeros(num_classes, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("confidence_sum", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, logits: torch.Tensor) -> None:
+        conf, pred = logits.float().softmax(-1).max(-1)
+        self.class_counts += torch.bincount(pred, minlength=self.num_classes)
+        self.confidence_sum += conf.double().sum()
+
+    def compute(self) -> dict[str, float]:
+        n = int(self.class_counts.sum())
+        return {**coverage(self.class_counts.double() / max(n, 1)), "confidence": float(self.confidence_sum / max(n, 1))}
+
+
 class SampleQuality(nn.Module):
-    """Accumulates real and generated images (in [0, 1]) and computes FID and mode-coverage figures."""
+    """Accumulates real and generated images (in [0, 1]) and computes FID and mode-coverage figures.
+
+    A child module of the GAN or VAE that uses it, so it moves with it (`.to`, the Trainer, DDP); it holds no
+    persistent state, so checkpoints never contain it."""
 
     def __init__(self, dataset: str = "mnist", num_classes: int = 10) -> None:
         super().__init__()
         self.features = ClassifierFeatures.load(dataset)
         self.fid = FrechetInceptionDistance(feature=self.features, reset_real_features=False)
-        self.num_classes = num_classes
-        self.register_buffer("class_counts", torch.zeros(num_classes, dtype=torch.long), persistent=False)
-        self.register_buffer("confidence_sum", torch.zeros((), dtype=torch.float64), persistent=False)
+        self.coverage = ClassCoverage(num_classes)
 
     def update_real(self, x01: torch.Tensor) -> None:
         self.fid.update(x01, real=True)
 
     def update_fake(self, x01: torch.Tensor) -> None:
         self.fid.update(x01, real=False)
-        probs = self.features.logits(x01).softmax(-1)
-        conf, pred = probs.max(-1)
-        self.class_counts += torch.bincount(pred, minlength=self.num_classes)
-        self.confidence_sum += conf.double().sum()
+        self.coverage.update(self.features.logits(x01))
 
     def has_real(self) -> bool:
         return int(self.fid.real_features_num_samples) > 1
 
     def reset_fake(self) -> None:
         self.fid.reset()  # keeps the real statistics (reset_real_features=False)
-        self.class_counts.zero_()
-        self.confidence_sum.zero_()
+        self.coverage.reset()
 
     def reset_all(self) -> None:
         self.fid.reset_real_features = True
         self.fid.reset()
         self.fid.reset_real_features = False
-        self.reset_fake()
+        self.coverage.reset()
 
     def compute(self) -> dict[str, float]:
-        n = int(self.class_counts.sum())
-        p = self.class_counts.double() / max(n, 1)
-        return {
-            "fid": float(self.fid.compute()),
-            **coverage(p),
-            "confidence": float(self.confidence_sum / max(n, 1)),
-        }
+        """FID and coverage over every DDP process's images (torchmetrics syncs the states)."""
+        return {"fid": float(self.fid.compute()), **self.coverage.compute()}
+
+
+class QualityMixin:
+    """What a generative LightningModule (GAN, VAE) shares to score its samples: a `SampleQuality` child
+    (`self.quality`, None when skipped), real images collected from the loader, and figures of n samples.
+    Under DDP every process generates its share of the n samples; the figures cover all of them."""
+
+    quality: SampleQuality | None
+    quality_dataset: str | None
+
+    def init_quality(self, quality_dataset: str | None) -> None:
+        """In __init__: load the classifier now (a missing one fails before training)."""
+        self.quality_dataset = quality_dataset
+        self.quality = SampleQuality(quality_dataset) if quality_dataset else None
+        self._ignore_quality_in_ddp()
+
+    def check_quality_data(self, datamodule) -> None:
+        """In check_data: drop the figures (one log line) when the data's images do not suit the classifier."""
+        self.quality_dataset = quality_dataset_for(datamodule, self.quality_dataset)
+        if self.quality_dataset is None:
+            self.quality = None
+            self._ignore_quality_in_ddp()
+
+    def _ignore_quality_in_ddp(self) -> None:
+        # DDP broadcasts every buffer from rank 0 at each forward: the referee's frozen weights need not travel.
+        names = [f"quality.{n}" for n, _ in self.quality.named_buffers()] if self.quality is not None else []
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, names)
+
+    def quality_real(self, x01: torch.Tensor) -> None:
+        if self.quality is not None:
+            self.quality.update_real(x01)
+
+    @torch.no_grad()
+    def quality_figures(self, sample: Callable[[int], torch.Tensor], n: int, floor: bool = False) -> dict[str, float]:
+        """FID and coverage of n samples (`sample(k)`: k images in [0, 1]) against the real images collected
+        so far, then forget the samples; `floor` adds the FID between real train and test images. {} if none."""
+        quality = self.quality
+        if quality is None or not quality.has_real():
+            return {}
+        share = math.ceil(n / self.trainer.world_size) if self._trainer is not None else n
+        done = 0
+        while done < share:
+            k = min(1000, share - done)
+            quality.update_fake(sample(k))
+            done += k
+        figures = quality.compute()
+        quality.reset_fake()
+        if floor:
+            figures["fid_floor"] = fid_floor_from_datamodule(quality, self.trainer.datamodule, n, self.device)
+        return figures
 
 
 def coverage(p: torch.Tensor) -> dict[str, float]:

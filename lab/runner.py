@@ -113,6 +113,14 @@ class DataModelRunner(Runner):
             with open_dict(cfg):
                 cfg.optimized_metric, cfg.optimized_mode = fallback
 
+    def configure_trainer(self, trainer: Trainer) -> None:
+        batch = getattr(self.datamodule, "batch_size", None)
+        if trainer.world_size > 1 and batch is not None and trainer.is_global_zero:
+            # Lightning's convention, kept as is: the batch size is per process and learning rates are not scaled
+            log.info("DDP: data.batch_size=%d per process x %d processes = %d examples per optimizer step; learning "
+                     "rates are used as configured (scale them yourself, e.g. linearly, to keep a single-device "
+                     "recipe).", batch, trainer.world_size, batch * trainer.world_size)
+
     def fit(self, run: RunContext, ckpt_path: str | None) -> dict[str, float]:
         run.trainer.fit(self.model, datamodule=self.datamodule, ckpt_path=ckpt_path)
         return scalars(run.trainer.callback_metrics)

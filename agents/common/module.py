@@ -163,6 +163,21 @@ class RLModule(LightningModule):
     _saved_obs_rms: dict[str, torch.Tensor] | None = None
 
     # ---- the loop -----------------------------------------------------------------------------------
+    max_grad_norm: float | None = None  # set by the agents
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Lightning calls this inside `opt.step()`, after a 16-mixed grad scaler has unscaled the gradients:
+        # clipping right after manual_backward would clip the scaled gradients (65,536x too large) instead.
+        if not self.max_grad_norm:
+            return
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        if scaler is not None and getattr(optimizer, "_step_supports_amp_scaling", False):
+            # A fused optimizer (the presets' Adam) unscales inside its own step, so Lightning left the gradients
+            # scaled: unscale them here (GradScaler then tells the fused step they are unscaled).
+            scaler.unscale_(optimizer)
+        # torch's clip, not Lightning's clip_gradients: under mixed precision that refuses fused optimizers
+        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], self.max_grad_norm)
+
     def train_dataloader(self) -> _Iterations:
         return _Iterations(self)
 

@@ -202,8 +202,7 @@ class DQN(RLModule):
 
                 opt.zero_grad()
                 self.manual_backward(loss)
-                self.clip_gradients(opt, gradient_clip_val=self.max_grad_norm, gradient_clip_algorithm="norm")
-                opt.step()
+                opt.step()  # clips the gradients first (RLModule.on_before_optimizer_step)
 
                 if self.prioritized:
                     buf.update_priorities(sample["index"], (target - q).detach().cpu().numpy())

@@ -107,9 +107,9 @@ class PPO(RLModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(self.policy.parameters(), lr=self.learning_rate)
 
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        if stage == "fit" and self.buffer is None:
+    def on_fit_start(self) -> None:
+        # Not in `setup`: the Trainer moves the module to its device after setup, and the buffer lives there.
+        if self.buffer is None or self.buffer.obs.device != self.device:
             obs_space, action_space = self.spaces()
             discrete = isinstance(action_space, spaces.Discrete)
             self.buffer = RolloutBuffer(
@@ -183,8 +183,7 @@ class PPO(RLModule):
 
                 opt.zero_grad()
                 self.manual_backward(loss)
-                self.clip_gradients(opt, gradient_clip_val=self.max_grad_norm, gradient_clip_algorithm="norm")
-                opt.step()
+                opt.step()  # clips the gradients first (RLModule.on_before_optimizer_step)
 
                 stats["pg_loss"].append(pg_loss.item())
                 stats["v_loss"].append(v_loss.item())

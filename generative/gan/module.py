@@ -14,7 +14,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from generative.gan.losses import LOSSES, discriminator_loss, generator_loss, gradient_penalty
 from generative.media import log_grid
-from generative.quality import SampleQuality, check_image_data, fid_floor_from_datamodule, quality_dataset_for
+from generative.quality import QualityMixin, check_image_data
 
 
 def ema_with_warmup(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -28,7 +28,7 @@ def ema_with_warmup(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch
     return avg_fn
 
 
-class GAN(LightningModule):
+class GAN(QualityMixin, LightningModule):
     def __init__(
         self,
         generator: nn.Module,
@@ -67,9 +67,7 @@ class GAN(LightningModule):
         # conditional grids: one row per class
         self.register_buffer("fixed_y", torch.arange(grid_size) // max(1, grid_size // max(1, self.num_classes))
                              % max(1, self.num_classes))
-        # Built when needed and kept out of the module's children, so it is never in a checkpoint.
-        self._quality: list[SampleQuality] = []
-        self.quality_dataset = quality_dataset
+        self.init_quality(quality_dataset)  # the referee: a child module that no checkpoint holds
         self.metric_fallback: tuple[str, str] | None = None  # read by lab.runner.DataModelRunner
 
     # ---- checks and sampling -----------------------------------------------------------------------------
@@ -77,10 +75,9 @@ class GAN(LightningModule):
         """Called by lab.run before training: images in [-1, 1] (tanh output) of the generator's size."""
         check_image_data(datamodule, "symmetric", "a GAN, whose generator ends in tanh ([-1, 1])",
                          self.generator.output_shape, "model.generator.image_size / channels", "the generator makes")
-        self.quality_dataset = quality_dataset_for(datamodule, self.quality_dataset)
-        if self.quality_dataset is None:  # no validation metric left: checkpoints follow the generator's loss
+        self.check_quality_data(datamodule)
+        if self.quality is None:  # no validation metric left: checkpoints follow the generator's loss
             self.metric_fallback = ("train/g_loss", "min")
-        _ = self.quality  # load the quality classifier now, so a missing one fails before training
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.generator(z, y if self.num_classes else None)
@@ -97,12 +94,6 @@ class GAN(LightningModule):
         out = net(z, y if self.num_classes else None)
         net.train(was_training)
         return out * 0.5 + 0.5
-
-    @property
-    def quality(self) -> SampleQuality | None:
-        if not self._quality and self.quality_dataset:
-            self._quality.append(SampleQuality(self.quality_dataset).to(self.device))
-        return self._quality[0] if self._quality else None
 
     # ---- training ----------------------------------------------------------------------------------------
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
@@ -141,33 +132,19 @@ class GAN(LightningModule):
                 self.optimizer_d(params=self.discriminator.parameters())]
 
     # ---- evaluation: FID each validation epoch, full figures at test ------------------------------------
-    def _generate_into(self, quality: SampleQuality, n: int) -> None:
-        done = 0
-        while done < n:
-            quality.update_fake(self.sample(min(1000, n - done)))
-            done += min(1000, n - done)
-
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        quality = self.quality
-        if self.trainer.sanity_checking or quality is None or self._val_real_done:
-            return
-        quality.update_real(batch[0] * 0.5 + 0.5)
+        if not self.trainer.sanity_checking and not self._val_real_done:  # the real images once per run
+            self.quality_real(batch[0] * 0.5 + 0.5)
 
     def on_validation_epoch_start(self) -> None:
-        quality = self.quality
-        self._val_real_done = quality is not None and quality.has_real()
+        self._val_real_done = self.quality is not None and self.quality.has_real()
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             return
         y = self.fixed_y if self.num_classes else None
         log_grid(self, self.sample(len(self.fixed_z), y=y, z=self.fixed_z), "samples")
-        quality = self.quality
-        if quality is None or not quality.has_real():
-            return
-        self._generate_into(quality, self.hparams.val_samples)
-        figures = quality.compute()
-        quality.reset_fake()
+        figures = self.quality_figures(self.sample, self.hparams.val_samples)
         self.log_dict({f"val/{k}": v for k, v in figures.items()}, sync_dist=True)
 
     def on_test_epoch_start(self) -> None:
@@ -175,16 +152,10 @@ class GAN(LightningModule):
             self.quality.reset_all()  # the test set replaces the validation images
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        if self.quality is not None:
-            self.quality.update_real(batch[0] * 0.5 + 0.5)
+        self.quality_real(batch[0] * 0.5 + 0.5)
 
     def on_test_epoch_end(self) -> None:
-        quality = self.quality
-        if quality is None or not quality.has_real():
-            return
-        self._generate_into(quality, self.hparams.test_samples)
-        figures = quality.compute()
-        figures["fid_floor"] = fid_floor_from_datamodule(quality, self.trainer.datamodule,
-                                                         self.hparams.test_samples, self.device)
-        quality.reset_all()  # validation (if any follows) collects its real images again
+        figures = self.quality_figures(self.sample, self.hparams.test_samples, floor=True)
+        if self.quality is not None:
+            self.quality.reset_all()  # validation (if any follows) collects its real images again
         self.log_dict({f"test/{k}": v for k, v in figures.items()}, sync_dist=True)

@@ -15,14 +15,14 @@ from lightning.pytorch import LightningDataModule, LightningModule
 from torch import nn
 
 from generative.media import log_grid
-from generative.quality import SampleQuality, check_image_data, fid_floor_from_datamodule, quality_dataset_for
+from generative.quality import QualityMixin, check_image_data
 from generative.vae.losses import iwae_log_likelihood, kl_standard_normal, log_likelihood, reparameterize
 from lab.models.optim import configure
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
 
-class VAE(LightningModule):
+class VAE(QualityMixin, LightningModule):
     def __init__(
         self,
         encoder: nn.Module,
@@ -59,17 +59,14 @@ class VAE(LightningModule):
         # Gaussian likelihood: one learned log standard deviation shared by all pixels.
         self.log_scale = nn.Parameter(torch.zeros(())) if likelihood == "gaussian" else None
         self.register_buffer("fixed_z", torch.randn(grid_size, latent_dim, generator=torch.Generator().manual_seed(0)))
-        # Built when needed and kept out of the module's children, so it is never in a checkpoint.
-        self._quality: list[SampleQuality] = []
-        self.quality_dataset = quality_dataset
+        self.init_quality(quality_dataset)  # the referee: a child module that no checkpoint holds
 
     # ---- checks and shapes -------------------------------------------------------------------------------
     def check_data(self, datamodule: LightningDataModule) -> None:
         """Called by lab.run before training: the data must be images in [0, 1] of the model's size."""
         check_image_data(datamodule, "none", "a VAE, which models pixels in [0, 1]", self.encoder.input_shape,
                          "model.encoder.image_size / in_channels", "the model expects")
-        self.quality_dataset = quality_dataset_for(datamodule, self.quality_dataset)
-        _ = self.quality  # load the quality classifier now, so a missing one fails before training
+        self.check_quality_data(datamodule)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         mu, logvar = self.encoder(x)  # (B, D) each
@@ -131,12 +128,6 @@ class VAE(LightningModule):
                 grid = torch.stack(torch.meshgrid(q, q.flip(0), indexing="xy"), -1).view(-1, 2)  # (400, 2)
                 log_grid(self, self.mean_image(self.decoder(grid)), "latent_manifold", nrow=20)
 
-    @property
-    def quality(self) -> SampleQuality | None:
-        if not self._quality and self.quality_dataset:
-            self._quality.append(SampleQuality(self.quality_dataset).to(self.device))
-        return self._quality[0] if self._quality else None
-
     def on_test_epoch_start(self) -> None:
         if self.quality is not None:
             self.quality.reset_all()
@@ -154,23 +145,16 @@ class VAE(LightningModule):
                                      self.hparams.iw_chunk)
             self._iw_done += n
             self.log("test/nll_iw", -ll.mean(), batch_size=n, sync_dist=True)
-        if self.quality is not None:
-            self.quality.update_real(x_grey)
+        self.quality_real(x_grey)
 
     def on_test_epoch_end(self) -> None:
-        quality = self.quality
-        if quality is None or not quality.has_real():
-            return
-        with torch.no_grad():
-            n, done = self.hparams.quality_samples, 0
-            while done < n:
-                z = torch.randn(min(1000, n - done), self.latent_dim, device=self.device)
-                quality.update_fake(self.mean_image(self.decoder(z)))
-                done += len(z)
-            figures = quality.compute()
-            figures["fid_floor"] = fid_floor_from_datamodule(quality, self.trainer.datamodule,
-                                                                  self.hparams.quality_samples, self.device)
+        figures = self.quality_figures(self.sample, self.hparams.quality_samples, floor=True)
         self.log_dict({f"test/{k}": v for k, v in figures.items()}, sync_dist=True)
+
+    @torch.no_grad()
+    def sample(self, n: int) -> torch.Tensor:
+        """n images in [0, 1]: the decoder's mean image of z ~ N(0, I)."""
+        return self.mean_image(self.decoder(torch.randn(n, self.latent_dim, device=self.device)))
 
     def configure_optimizers(self) -> dict[str, Any]:
         return configure(self, self.optimizer_factory, self.scheduler_factory)

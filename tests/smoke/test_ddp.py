@@ -53,6 +53,18 @@ def test_ddp_two_processes_on_cpu(experiment, tmp_path, data_dir):
     assert len(list(run_dir.glob("csv/*/metrics.csv"))) == 1  # one logger, from rank 0
 
 
+def test_ddp_batch_size_is_per_process(tmp_path, data_dir):
+    """300 training images (400 - 100 for validation), data.batch_size=32: each of 2 processes takes 150 of them
+    in ceil(150 / 32) = 5 steps of 32, so an epoch is 5 optimizer steps of 64 examples (one process: 10 of 32)."""
+    run_dir = tmp_path / "run"
+    full = ["trainer.limit_train_batches=null", "data.batch_size=32", "test=false"]
+    proc = lab([*overrides("mlp_mnist", data_dir), *DDP, *full, f"hydra.run.dir={run_dir}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "data.batch_size=32 per process x 2 processes = 64 examples per optimizer step" in proc.stdout + proc.stderr
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 5
+
+
 @pytest.mark.parametrize(("experiment", "seeds"), [("mlp_mnist", "0,1"), ("vae_mnist", "0"), ("gan_mnist", "0"),
                                                   ("ppo_cartpole", "0"), ("dqn_cartpole", "0")])
 def test_ddp_inside_a_multirun_keeps_one_folder_per_job(experiment, seeds, tmp_path, data_dir):

@@ -46,10 +46,16 @@ def test_frechet_distance_is_zero_for_the_same_set_and_grows_with_a_shift():
     assert 0 < near < far
 
 
-def test_features_are_frozen_and_stay_in_eval_mode():
-    f = _features()
-    f.train()
-    assert not f.training and all(not p.requires_grad for p in f.parameters())
+def test_features_are_frozen_and_score_in_eval_mode():
+    torch.manual_seed(0)
+    backbone = nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(784, 6))
+    backbone.out_features = 6
+    f = ClassifierFeatures(backbone, nn.Linear(6, 10), mean=0.0, std=1.0)
+    f.train()  # its owner's mode; scoring still has dropout off: the same features every call
+    x = torch.rand(4, 1, 28, 28)
+    torch.testing.assert_close(f(x), f(x))
+    assert f.training and not list(f.parameters()) and not f.state_dict()  # non-persistent buffers only
+    assert {n for n, _ in f.named_buffers()} == {"backbone.2.weight", "backbone.2.bias", "head.weight", "head.bias"}
 
 
 @pytest.mark.parametrize("dataset", DATASETS)
@@ -70,3 +76,19 @@ def test_shipped_classifiers_load_and_are_small(dataset):
 def test_unknown_quality_dataset_lists_choices():
     with pytest.raises(ValueError, match="model.quality_dataset='cifar10'.*mnist, fashion_mnist"):
         classifier_path("cifar10")
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_the_frozen_referee_computes_what_the_trained_classifier_computes(dataset):
+    """Frozen BatchNorm and buffer-held weights change where the weights live, not the function."""
+    import hydra
+
+    blob = torch.load(classifier_path(dataset), map_location="cpu", weights_only=True)
+    backbone = hydra.utils.instantiate(blob["backbone"])
+    backbone.load_state_dict({k: v.float() for k, v in blob["backbone_state"].items()})
+    backbone.eval()
+    frozen = ClassifierFeatures.load(dataset)
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in frozen.modules())
+    x = torch.rand(16, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(frozen(x), backbone((x - blob["mean"]) / blob["std"]), rtol=1e-5, atol=1e-5)

@@ -190,3 +190,19 @@ def test_optuna_direction_comes_from_optimized_mode(search, mode, direction):
     node = OmegaConf.to_container(cfg.hydra.sweeper, resolve=True)
     node.pop("_target_")
     assert OptunaSweeper(**node).direction == direction
+
+
+@pytest.mark.parametrize(("devices", "nodes"), [(4, 1), (8, 2)])
+def test_slurm_multi_gpu_jobs_follow_the_trainer(devices, nodes):
+    """One SLURM task per GPU on each node, as Lightning's DDP reads SLURM's environment."""
+    from hydra import compose, initialize_config_dir
+
+    from lab.paths import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=cnn_mnist", "hydra/launcher=slurm_multi_gpu", "trainer=ddp",
+                                           f"trainer.devices={devices}", f"trainer.num_nodes={nodes}"],
+                      return_hydra_config=True)
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert launcher["_target_"].endswith("SlurmLauncher")
+    assert (launcher["nodes"], launcher["tasks_per_node"], launcher["gpus_per_node"]) == (nodes, devices, devices)

@@ -1,0 +1,88 @@
+"""Every tensor a module uses moves with it: the CPU stand-in for a GPU.
+
+On a CPU-only machine everything lives on one device, so a tensor or helper network kept where `.to(device)`
+cannot see it (a plain list, an attribute made in `__init__` or in `setup`, which Lightning runs *before* it
+moves the module) works here and crashes on the first GPU batch. Moving the module to `meta`, a second device
+type every PyTorch build has, after the hooks the Trainer runs before its move (`setup`, `configure_model`) and
+then the ones it runs after (`on_fit_start`), and finding any reachable tensor that did not go along, is the same
+failure without a GPU. Two bugs this caught: the GAN's and VAE's quality classifier, held in a plain list, and
+PPO's rollout buffer, built in `setup` on the CPU.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from devices import not_moved, reachable_tensors
+from torch import nn
+
+from helpers import build, make_cfg
+
+
+def set_up_and_move(module, stage: str = "fit") -> None:
+    """What Trainer.fit does around its move to the device (lightning.pytorch.trainer.Trainer._run)."""
+    module.setup(stage)
+    module.configure_model()
+    module.to("meta")
+    module.on_fit_start()
+
+
+def test_the_walk_finds_a_helper_kept_out_of_the_module():
+    """The shape of the old bug: a helper network in a plain list stays behind when its owner moves."""
+
+    class Owner(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Linear(2, 2)
+            self._helpers = [nn.Linear(2, 2)]
+
+    owner = Owner().to("meta")
+    assert sorted(not_moved(owner)) == ["module._helpers[0]._parameters['bias'] (cpu)",
+                                        "module._helpers[0]._parameters['weight'] (cpu)"]
+
+
+MODELS = {
+    "classifier": ["experiment=cnn_mnist"],
+    "resnet": ["experiment=resnet_fashion"],
+    "lstm": ["experiment=lstm_seqmnist"],
+    "transformer": ["experiment=transformer_seqmnist"],
+    "vae": ["experiment=vae_mnist"],
+    "conv_vae": ["experiment=conv_vae_mnist"],
+    "gan": ["experiment=gan_mnist"],
+    "cgan": ["experiment=cgan_mnist"],
+}
+
+
+@pytest.mark.parametrize("family", MODELS)
+def test_data_model_families_move_every_tensor(family, tmp_path, data_dir):
+    runner = build(make_cfg(MODELS[family], tmp_path, data_dir))
+    model = runner.model
+    # what DDP's sync_batchnorm (trainer=ddp on CUDA) does first: it must not trip on frozen helpers
+    model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    set_up_and_move(model)
+    assert not_moved(model) == []
+    if family in ("vae", "gan"):  # the quality classifier went along, as a child, and is in no checkpoint
+        assert model.quality.features.head.weight.device.type == "meta"
+        assert not [k for k in model.state_dict() if k.startswith("quality.")]
+
+
+AGENTS = {
+    "ppo": ["experiment=ppo_cartpole", "env.num_envs=2", "agent.num_steps=8", "agent.batch_size=8"],
+    "ppo_nature_cnn": ["experiment=ppo_breakout", "env.num_envs=1", "agent.num_steps=8", "agent.batch_size=8"],
+    "dqn": ["experiment=dqn_cartpole", "agent.buffer_size=64"],
+}
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+def test_agents_move_every_tensor(agent, tmp_path):
+    runner = build(make_cfg([*AGENTS[agent], "agent.video=false"], tmp_path, None, smoke=False))
+    module = runner.agent
+    try:
+        set_up_and_move(module)
+        moved = not_moved(module)
+        tensors = [p for p, _ in reachable_tensors(module)]
+    finally:
+        module.teardown("fit")
+    assert moved == []
+    if agent.startswith("ppo"):  # the rollout buffer was made after the move, on the module's device
+        assert "module.buffer.obs" in tensors
