@@ -1,4 +1,5 @@
-"""Callbacks: a progress display that suits both terminals and logs; a complete W&B history after resume."""
+"""Callbacks: a progress display that suits both terminals and logs, learning rates named for what they drive, a
+model summary, a complete W&B history after resume."""
 
 from __future__ import annotations
 
@@ -8,9 +9,22 @@ import time
 from pathlib import Path
 
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import Callback, ProgressBar, RichProgressBar
+from lightning.pytorch.callbacks import Callback, ProgressBar, RichModelSummary, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
+
+
+def epoch_metrics(metrics: dict) -> dict[str, float]:
+    """Each scalar once: a value logged with on_step and on_epoch appears as `k`, `k_step` and `k_epoch`;
+    keep the epoch value under `k`."""
+    out: dict[str, float] = {}
+    for k, v in metrics.items():
+        if hasattr(v, "numel") and v.numel() != 1 or k.endswith("_step"):
+            continue
+        if k.endswith("_epoch"):
+            k = k.removesuffix("_epoch")
+        out[k] = float(v)
+    return out
 
 
 class EpochLines(ProgressBar):
@@ -34,14 +48,84 @@ class EpochLines(ProgressBar):
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self._enabled:
             return
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
-                   if v.numel() == 1 and not k.endswith("_step")}
+        metrics = epoch_metrics(trainer.callback_metrics)
         shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
         total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else "?"
         # a module may say what its x-axis counts (RL agents: env steps); else optimizer steps
         step = getattr(pl_module, "progress_step", None) or f"step {trainer.global_step}"
         print(f"epoch {trainer.current_epoch + 1}/{total} {step} "
               f"{shown} ({time.perf_counter() - self._t0:.1f} s)", flush=True)
+
+
+class LearningRates(Callback):
+    """Logs each optimizer's learning rate, named for what it drives: its scheduler's `name` when it has one
+    (`train/lr`, lab.models.optim), `train/lr` for a module's only optimizer, `lr/<name>` from the module's
+    `optimizer_names` (GANs: `lr/generator`, `lr/discriminator`); `/group<i>` for extra parameter groups.
+    Logged at each epoch start, and every `log_every_n_steps` when a scheduler steps per batch."""
+
+    def _names(self, trainer: Trainer, pl_module: LightningModule) -> list[str]:
+        optimizers = trainer.optimizers
+        given = list(getattr(pl_module, "optimizer_names", ()) or ())
+        named = {id(c.scheduler.optimizer): c.name for c in trainer.lr_scheduler_configs if c.name}
+        names = []
+        for i, opt in enumerate(optimizers):
+            if id(opt) in named:
+                names.append(named[id(opt)])
+            elif len(given) == len(optimizers):
+                names.append(f"lr/{given[i]}")
+            else:
+                names.append("train/lr" if len(optimizers) == 1 else f"lr/{type(opt).__name__.lower()}_{i}")
+        return names
+
+    def _log(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.loggers:
+            return
+        stats = {}
+        for name, opt in zip(self._names(trainer, pl_module), trainer.optimizers, strict=True):
+            for i, group in enumerate(opt.param_groups):
+                stats[name + (f"/group{i}" if i else "")] = float(group["lr"])
+        for lg in trainer.loggers:
+            lg.log_metrics(stats, step=trainer.global_step)
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._log(trainer, pl_module)
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch, batch_idx: int) -> None:
+        per_step = any(c.interval == "step" for c in trainer.lr_scheduler_configs)
+        if per_step and batch_idx and trainer.global_step % trainer.log_every_n_steps == 0:
+            self._log(trainer, pl_module)
+
+
+class ModelSummary(RichModelSummary):
+    """Lightning's rich summary without the FLOPs column and total, which are 0 unless the module sets an
+    `example_input_array` (shown when it does)."""
+
+    @staticmethod
+    def summarize(summary_data: list[tuple[str, list[str]]], total_parameters: int, trainable_parameters: int,
+                  model_size: float, total_training_modes: dict[str, int], total_flops: int, **kwargs) -> None:
+        from lightning.pytorch.utilities.model_summary import (
+            get_formatted_model_size,
+            get_human_readable_count,
+        )
+        from rich import get_console
+        from rich.table import Table
+
+        columns = [(n, v) for n, v in summary_data if n != "FLOPs" or total_flops]
+        table = Table(header_style=kwargs.get("header_style", "bold magenta"))
+        table.add_column(" ", style="dim")
+        for name, _ in columns[1:]:
+            table.add_column(name, justify="right" if name in ("Params", "FLOPs", "In sizes", "Out sizes") else "left")
+        for row in zip(*(v for _, v in columns), strict=True):
+            table.add_row(*row)
+        console = get_console()
+        console.print(table)
+        lines = [f"Trainable params: {get_human_readable_count(int(trainable_parameters))}",
+                 f"Non-trainable params: {get_human_readable_count(int(total_parameters - trainable_parameters))}",
+                 f"Total params: {get_human_readable_count(int(total_parameters))}",
+                 f"Estimated size (MB): {get_formatted_model_size(model_size)}"]
+        if total_flops:
+            lines.append(f"Total FLOPs: {get_human_readable_count(total_flops)}")
+        console.print("   ".join(lines))
 
 
 def progress_bar(plain: bool | None = None) -> ProgressBar:

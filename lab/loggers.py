@@ -54,6 +54,8 @@ class WandbLogger(_LightningWandbLogger):
             group=group, tags=list(tags or []), job_type=job_type, entity=entity,
             resume="allow" if id else None,
         )
+        # Lightning passes `anonymous=None`, which makes wandb >= 0.19 warn on every run that it has no effect
+        self._wandb_init.pop("anonymous", None)
 
     @property
     def experiment(self):  # noqa: ANN201  (Lightning's type: a wandb Run)

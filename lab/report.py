@@ -1,9 +1,10 @@
 """`python -m lab.report <run or sweep folder>`: one self-contained HTML report from local logs.
 
 It reads what every run leaves on disk (CSV metrics, .hydra/ config and overrides, result.json, media/
-sample grids, videos/) and writes `report.html` into the folder: learning curves (mean over seeds with
-a min-max band, per configuration), the sweep table sorted by the objective, the best configuration,
-the newest sample grids and evaluation videos. Images and videos are embedded, so the file can be
+sample grids, videos/) and writes `report.html` into the folder: a single generative run's grids of its first,
+middle and last epoch side by side; learning curves of every logged scalar grouped by train/, val/, test/, ...
+(mean over seeds with a min-max band, per configuration); the sweep table sorted by the objective; the best
+configuration and its final metrics as a table; the newest sample grids and evaluation videos. Images and videos are embedded, so the file can be
 mailed or attached as it is. `--wandb` also publishes a W&B Report (wandb-workspaces) with the same
 panels for the sweep's W&B group (needs an online account).
 """
@@ -24,9 +25,6 @@ from typing import Any
 import yaml
 
 from lab.sweep import RESULT_FILE
-
-CURVE_KEYS = ("eval/return", "rollout/ep_return", "val/acc", "val/loss", "val/nelbo", "val/fid", "train/loss",
-              "train/loss_epoch", "train/d_loss", "train/g_loss", "train/approx_kl", "time/sps")
 
 
 @dataclass
@@ -75,8 +73,59 @@ def find_runs(root: Path) -> list[Run]:
 
 
 def curve(run: Run, key: str) -> tuple[list[float], list[float]]:
-    pts = sorted((r["step"], r[key]) for r in run.rows if key in r and "step" in r and math.isfinite(r[key]))
+    """(steps, values) of `key`; a value logged per step and per epoch is drawn from its epoch means."""
+    col = key if any(key in r for r in run.rows) else f"{key}_epoch"
+    pts = sorted((r["step"], r[col]) for r in run.rows if col in r and "step" in r and math.isfinite(r[col]))
     return [p[0] for p in pts], [p[1] for p in pts]
+
+
+GROUP_ORDER = ("train", "val", "test", "eval", "rollout", "lr", "time")
+
+
+def scalar_groups(runs: list[Run]) -> dict[str, list[str]]:
+    """Every scalar with a curve (two or more points in a run), once (`k_epoch` is `k`, `k_step` is left out),
+    grouped by its prefix: train/, val/, test/, eval/, rollout/, lr/, time/, then any other."""
+    names: dict[str, None] = {}
+    for r in runs:
+        for row in r.rows:
+            for k in row:
+                if k in ("epoch", "step") or k.endswith("_step"):
+                    continue
+                names[k.removesuffix("_epoch")] = None
+    groups: dict[str, list[str]] = {}
+    for k in sorted(names):
+        if any(len(curve(r, k)[0]) >= 2 for r in runs):
+            groups.setdefault(k.split("/", 1)[0] if "/" in k else "other", []).append(k)
+    rank = {g: i for i, g in enumerate(GROUP_ORDER)}
+    return dict(sorted(groups.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
+
+
+def final_table(metrics: dict[str, float]) -> str:
+    """The final metrics as a table, each once, grouped by split."""
+    clean: dict[str, float] = {}
+    for k, v in metrics.items():
+        if not k.endswith("_step"):
+            clean.setdefault(k.removesuffix("_epoch"), v)
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.6g}</td></tr>" for k, v in
+                   sorted(clean.items(), key=lambda kv: (kv[0].split("/")[0] not in GROUP_ORDER, kv[0])))
+    return f"<table class='final'><tr><th>metric</th><th>value</th></tr>{rows}</table>"
+
+
+def grid_epochs(run: Run) -> dict[str, list[Path]]:
+    """Per kind of image grid (samples, reconstructions, ...): its first, middle and last epoch."""
+    kinds: dict[str, list[Path]] = {}
+    media = run.path / "media"
+    for p in sorted(media.glob("*_epoch*.png")) if media.is_dir() else []:
+        kinds.setdefault(p.stem.rsplit("_epoch", 1)[0], []).append(p)
+    picked = {}
+    for kind, paths in kinds.items():
+        idx = sorted({0, (len(paths) - 1) // 2, len(paths) - 1})
+        picked[kind] = [paths[i] for i in idx]
+    return picked
+
+
+def _img(path: Path) -> str:
+    return f"data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}"
 
 
 def plot_png(runs: list[Run], key: str) -> str | None:
@@ -130,14 +179,22 @@ def build_html(root: Path, runs: list[Run], metrics: list[str] | None = None) ->
     metric, mode = objective(runs)
     ranked = sorted(runs, key=lambda r: (r.result.get("metrics", {}).get(metric) is None,
                                          (-1 if mode == "max" else 1) * (r.result.get("metrics", {}).get(metric) or 0)))
-    keys = metrics or [k for k in dict.fromkeys([metric, *CURVE_KEYS]) if k and any(k in row for r in runs for row in r.rows)]
+    groups = {"selected": metrics} if metrics else scalar_groups(runs)
     parts = [f"<h1>lab report: {html.escape(root.name)}</h1>",
              f"<p>{len(runs)} run(s) in <code>{html.escape(str(root))}</code>; objective "
-             f"<b>{html.escape(str(metric))}</b> ({mode}).</p>", "<h2>Learning curves</h2>"]
-    for k in keys:
-        png = plot_png(runs, k)
-        if png:
-            parts.append(f'<img class="plot" alt="{html.escape(k)}" src="data:image/png;base64,{png}">')
+             f"<b>{html.escape(str(metric))}</b> ({mode}).</p>"]
+    if len(ranked) == 1 and grid_epochs(ranked[0]):  # a generative run: its grids over training, then its curves
+        for kind, paths in grid_epochs(ranked[0]).items():
+            figures = "".join(f'<figure><img class="grid" alt="{html.escape(p.name)}" src="{_img(p)}"><figcaption>'
+                              f"{html.escape(p.name)}</figcaption></figure>" for p in paths)
+            parts.append(f"<h2>{html.escape(kind)}: first, middle and last epoch</h2><div class='grids'>{figures}</div>")
+    parts.append("<h2>Learning curves</h2>")
+    for group, keys in groups.items():
+        pngs = [(k, plot_png(runs, k)) for k in keys]
+        pngs = [(k, png) for k, png in pngs if png]
+        if pngs:
+            parts.append(f"<h3>{html.escape(group)}/</h3>" + "".join(
+                f'<img class="plot" alt="{html.escape(k)}" src="data:image/png;base64,{png}">' for k, png in pngs))
     parts.append("<h2>Runs, best first</h2><table><tr><th>#</th><th>run</th><th>overrides</th><th>status</th>"
                  f"<th>{html.escape(str(metric))}</th></tr>")
     for i, r in enumerate(ranked, 1):
@@ -154,7 +211,7 @@ def build_html(root: Path, runs: list[Run], metrics: list[str] | None = None) ->
             parts.append(f"<details><summary>resolved config</summary><pre>{html.escape(cfg.read_text())}</pre></details>")
         final = best.result.get("metrics", {})
         if final:
-            parts.append("<pre>" + html.escape("\n".join(f"{k}: {v:.6g}" for k, v in sorted(final.items()))) + "</pre>")
+            parts.append("<h3>Final metrics</h3>" + final_table(final))
     media = []
     for r in ranked[:4]:
         pngs = sorted((r.path / "media").glob("*.png")) if (r.path / "media").is_dir() else []
@@ -173,7 +230,8 @@ def build_html(root: Path, runs: list[Run], metrics: list[str] | None = None) ->
     style = ("body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px;text-align:left}"
              "img.plot{width:48%;min-width:420px}figure{display:inline-block;margin:6px}"
-             "figure img,video{max-width:320px}code{font-size:12px}")
+             "figure img,video{max-width:320px}code{font-size:12px}"
+             "figure img.grid{max-width:340px;image-rendering:pixelated}")
     return f"<!doctype html><html><head><meta charset='utf-8'><title>lab report {html.escape(root.name)}</title>" \
            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>"
 
@@ -197,7 +255,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folder", type=Path, help="a run folder or a sweep folder (logs/<experiment>/multiruns/<date>)")
     p.add_argument("--out", type=Path, help="default: <folder>/report.html")
-    p.add_argument("--metrics", nargs="+", help="curves to draw (default: the objective and the usual keys)")
+    p.add_argument("--metrics", nargs="+", help="curves to draw (default: every logged scalar, grouped by split)")
     p.add_argument("--wandb", action="store_true", help="also publish a W&B Report (online account needed)")
     p.add_argument("--entity")
     p.add_argument("--project", default="lab")

@@ -8,6 +8,7 @@ both call `run(cfg)`.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import torch
@@ -18,6 +19,7 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from lab.callbacks import epoch_metrics
 from lab.errors import ConfigError, building
 from lab.instantiate import instantiate
 from lab.loggers import WandbLogger, finish_wandb
@@ -77,14 +79,54 @@ def print_metrics(metrics: dict[str, float]) -> None:
         print(f"  {k}: {metrics[k]:.6g}")
 
 
-def _single_log_stream() -> None:
-    """`import lightning` adds its own console handler that also propagates to the root logger;
-    under Hydra (which configures the root) every Lightning message would print twice."""
+def run_outputs(context: RunContext, best: str | None, wandb_dirs: list[Path]) -> list[str]:
+    """The block a run ends with: where its outputs are and the commands that look at them."""
+    out = context.output_dir
+    lines = ["", "Outputs:", f"  run folder:       {out}"]
+    last = out / "checkpoints" / "last.ckpt"
+    if best or last.is_file():
+        lines.append(f"  best checkpoint:  {best or last}")
+    media = out / "media"
+    images = sorted(media.glob("*.png"), key=lambda p: p.stat().st_mtime) if media.is_dir() else []
+    videos = sorted(media.rglob("*.mp4")) if media.is_dir() else []
+    if images or videos:
+        lines.append(f"  media folder:     {media}")
+    grids = [p for p in images if p.name.startswith("samples")] or images
+    if grids:
+        lines.append(f"  last sample grid: {grids[-1]}")
+    for d in wandb_dirs:
+        offline = d.name.startswith("offline-")
+        lines.append(f"  W&B run folder:   {d}")
+        if offline:
+            lines.append(f"  W&B sync:         wandb sync {d}")
+    lines.append(f"  HTML report:      python -m lab.report {out}")
+    return lines
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, *parts: str) -> None:
+        super().__init__()
+        self.parts = parts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(p in record.getMessage() for p in self.parts)
+
+
+def _quiet_console() -> None:
+    """One stream, and none of the messages the lab causes and a user cannot act on.
+
+    `import lightning` adds its own console handler that also propagates to the root logger; under Hydra (which
+    configures the root) every Lightning message would print twice. Lightning also advertises litlogger on every
+    run, says it skips its default summary for ours, and its pytree helper warns about a torch deprecation."""
     if logging.getLogger().handlers:
         lightning_logger = logging.getLogger("lightning")
         for h in list(lightning_logger.handlers):
             if type(h) is logging.StreamHandler:
                 lightning_logger.removeHandler(h)
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropMessages) for f in rank_zero.filters):
+        rank_zero.addFilter(_DropMessages("litlogger", "Skipping setting a default `ModelSummary`"))
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 def _uses_cuda(cfg: DictConfig) -> bool:
@@ -103,7 +145,7 @@ def log_config(cfg: DictConfig, loggers: list[Logger], output_dir: Path) -> None
 
 def run(cfg: DictConfig) -> dict[str, float]:
     """Run one experiment as configured; returns its final metrics (train, val and test)."""
-    _single_log_stream()
+    _quiet_console()
     validate(cfg)
     runner: Runner = instantiate(cfg.runner, "runner")
     check_used(cfg, runner)
@@ -142,17 +184,23 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
     context = RunContext(cfg, output_dir, loggers, trainer)
     metrics: dict[str, float] = {}
+    best: str | None = None
+    wandb_dirs = [Path(lg.experiment.dir).parent for lg in loggers if isinstance(lg, WandbLogger) and rank_zero]
     try:
         if cfg.mode == "train":
             metrics.update(runner.fit(context, cfg.ckpt_path))
             if cfg.test:
-                metrics.update(runner.test(context, runner.best_checkpoint(context)))
+                best = runner.best_checkpoint(context)
+                metrics.update(runner.test(context, best))
+            else:
+                best = runner.best_checkpoint(context)
         else:
             metrics.update(runner.test(context, cfg.ckpt_path))
     finally:
         finish_wandb()
+    metrics = epoch_metrics(metrics)  # each value once (no `_step` / `_epoch` copies)
     if rank_zero:
         print_metrics(metrics)
-        for line in runner.summary(metrics):
+        for line in [*runner.summary(metrics), *run_outputs(context, best, wandb_dirs)]:
             print(line)
     return metrics

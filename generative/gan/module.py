@@ -17,6 +17,9 @@ from generative.media import log_grid
 from generative.quality import QualityMixin, check_image_data
 
 
+GRID_ROW = 10  # images per row of the sample grid
+
+
 def ema_with_warmup(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
     """EMA update with decay min(decay, (1 + n) / (10 + n)) after n updates, so the average forgets the
     random initial weights quickly (a fixed 0.999 still holds 60 % of them after 500 generator steps)."""
@@ -42,7 +45,7 @@ class GAN(QualityMixin, LightningModule):
         quality_dataset: str | None = "mnist",
         val_samples: int = 5000,
         test_samples: int = 10000,
-        grid_size: int = 64,
+        grid_size: int = 100,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["generator", "discriminator", "optimizer_g", "optimizer_d"], logger=False)
@@ -53,6 +56,7 @@ class GAN(QualityMixin, LightningModule):
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise ValueError(f"model.ema_decay={ema_decay!r} must be in (0, 1), or null for no EMA.")
         self.automatic_optimization = False
+        self.optimizer_names = ("generator", "discriminator")  # as configure_optimizers orders them (lr/<name>)
         self.generator, self.discriminator = generator, discriminator
         self.optimizer_g, self.optimizer_d = optimizer_g, optimizer_d
         self.loss_name, self.n_critic, self.gp_weight = loss, n_critic, gp_weight
@@ -64,9 +68,8 @@ class GAN(QualityMixin, LightningModule):
                               if ema_decay is not None else None)
         g = torch.Generator().manual_seed(0)
         self.register_buffer("fixed_z", torch.randn(grid_size, self.latent_dim, generator=g))
-        # conditional grids: one row per class
-        self.register_buffer("fixed_y", torch.arange(grid_size) // max(1, grid_size // max(1, self.num_classes))
-                             % max(1, self.num_classes))
+        # conditional grids: one row (GRID_ROW images) per class
+        self.register_buffer("fixed_y", torch.arange(grid_size) // GRID_ROW % max(1, self.num_classes))
         self.init_quality(quality_dataset)  # the referee: a child module that no checkpoint holds
         self.metric_fallback: tuple[str, str] | None = None  # read by lab.runner.DataModelRunner
 
@@ -143,7 +146,7 @@ class GAN(QualityMixin, LightningModule):
         if self.trainer.sanity_checking:
             return
         y = self.fixed_y if self.num_classes else None
-        log_grid(self, self.sample(len(self.fixed_z), y=y, z=self.fixed_z), "samples")
+        log_grid(self, self.sample(len(self.fixed_z), y=y, z=self.fixed_z), "samples", nrow=GRID_ROW)
         figures = self.quality_figures(self.sample, self.hparams.val_samples)
         self.log_dict({f"val/{k}": v for k, v in figures.items()}, sync_dist=True)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
 
 
 def _check(latent_dim: int, base_channels: int, image_size: int) -> None:
@@ -58,7 +59,8 @@ class DCGANDiscriminator(_Conditional):
     """(B, 1, S, S) -> conv4x4/2 LReLU -> conv4x4/2 [norm] LReLU -> features (B, 2c*S/4*S/4) -> score (B,).
 
     norm: batch (classic DCGAN), layer (safe with a gradient penalty, which needs per-example
-    independence), or none."""
+    independence), spectral (spectral normalization of every weight, Miyato et al., 2018: a 1-Lipschitz
+    discriminator without batch statistics), or none."""
 
     def __init__(self, base_channels: int = 64, image_size: int = 28, channels: int = 1, num_classes: int = 0,
                  norm: str = "batch") -> None:
@@ -66,15 +68,19 @@ class DCGANDiscriminator(_Conditional):
         super().__init__(num_classes, 2 * c * s * s)
         _check(1, base_channels, image_size)
         norms = {"batch": lambda: nn.BatchNorm2d(2 * c), "layer": lambda: nn.GroupNorm(1, 2 * c),
-                 "none": lambda: nn.Identity()}
+                 "spectral": lambda: nn.Identity(), "none": lambda: nn.Identity()}
         if norm not in norms:
             raise ValueError(f"model.discriminator.norm={norm!r} is not valid; valid choices: {', '.join(norms)}.")
         self.features = nn.Sequential(
             nn.Conv2d(channels, c, 4, 2, 1), nn.LeakyReLU(0.2, True),  # (B, c, S/2, S/2)
-            nn.Conv2d(c, 2 * c, 4, 2, 1, bias=norm == "none"), norms[norm](), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(c, 2 * c, 4, 2, 1, bias=norm in ("none", "spectral")), norms[norm](), nn.LeakyReLU(0.2, True),
             nn.Flatten(),  # (B, 2c*s*s)
         )
         self.score = nn.Linear(2 * c * s * s, 1)
+        if norm == "spectral":
+            for m in [*self.features, self.score, *([self.embed] if self.embed is not None else [])]:
+                if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding)):
+                    spectral_norm(m)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         h = self.features(x)

@@ -38,7 +38,7 @@ class VAE(QualityMixin, LightningModule):
         iw_examples: int | None = None,
         quality_dataset: str | None = "mnist",
         quality_samples: int = 10000,
-        grid_size: int = 64,
+        grid_size: int = 100,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["encoder", "decoder", "optimizer", "scheduler"], logger=False)
@@ -112,7 +112,7 @@ class VAE(QualityMixin, LightningModule):
         if self.trainer.sanity_checking or not hasattr(self, "_val_images"):
             return
         with torch.no_grad():
-            log_grid(self, self.mean_image(self.decoder(self.fixed_z)), "samples")
+            log_grid(self, self.mean_image(self.decoder(self.fixed_z)), "samples", nrow=10)
             x = self._val_images
             mu, _ = self.encoder(x)
             recon = self.mean_image(self.decoder(mu))

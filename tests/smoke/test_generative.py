@@ -23,7 +23,10 @@ def test_gan_experiment(experiment, tmp_path, data_dir):
     for key in (*QUALITY, "val/fid", "train/d_loss", "train/g_loss"):
         assert key in metrics and math.isfinite(metrics[key]), key
     out = Path(cfg.paths.output_dir)
-    assert (out / "media" / "samples_epoch000.png").stat().st_size > 0
+    from PIL import Image
+
+    # 10 x 10 digits of 28 + 2 pixels of padding (+ 2 at the edge), at 2x scale
+    assert Image.open(out / "media" / "samples_epoch000.png").size == (2 * (10 * 30 + 2),) * 2
     assert (out / "checkpoints" / "last.ckpt").is_file()
 
 

@@ -62,3 +62,55 @@ def test_wandb_report_object_builds_offline():
     models = [p._to_model() for p in grid.panels]  # the panel specs W&B would store
     assert models[0].config.metrics == ["eval/return"] and models[0].config.x_axis == "trainer/global_step"
     assert grid.runsets[0].filters == "Group = 'ppo_cartpole-2026-11-22_08-00-00'"
+
+
+@pytest.fixture(scope="module")
+def gan_run(tmp_path_factory):
+    from helpers import SMOKE, write_synthetic_root
+
+    tmp = tmp_path_factory.mktemp("gan_report")
+    data = write_synthetic_root(tmp / "data")
+    run_dir = tmp / "run"
+    cmd = [sys.executable, "-m", "lab", "experiment=gan_mnist", *SMOKE, "trainer.max_epochs=3", "model.val_samples=100",
+           "model.test_samples=100", f"paths.data_dir={data}", f"hydra.run.dir={run_dir}",
+           "callbacks.progress_bar.plain=true"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ, WANDB_MODE="offline"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    subprocess.run([sys.executable, "-m", "lab.report", str(run_dir)], check=True, capture_output=True, timeout=300)
+    return run_dir
+
+
+def test_report_of_a_generative_run_shows_its_grids_every_scalar_and_a_final_table(gan_run):
+    import re
+
+    page = (gan_run / "report.html").read_text()
+    assert "samples: first, middle and last epoch" in page
+    grids = re.findall(r'<img class="grid" alt="([^"]+)"', page)
+    assert grids == ["samples_epoch000.png", "samples_epoch001.png", "samples_epoch002.png"]
+    groups = re.findall(r"<h3>(\w+)/</h3>", page)
+    assert groups[:3] == ["train", "val", "lr"]  # in that order; test/ has one point per metric: the table
+    plots = re.findall(r'<img class="plot" alt="([^"]+)"', page)
+    for key in ("train/d_loss", "train/g_loss", "val/fid", "val/kl_uniform", "lr/generator", "lr/discriminator"):
+        assert key in plots, key
+    assert len(plots) == len(set(plots)) and not [p for p in plots if p.endswith(("_step", "_epoch"))]
+    table = page.split("<table class='final'>")[1].split("</table>")[0]
+    names = re.findall(r"<tr><td>([^<]+)</td><td>", table)
+    assert "test/fid" in names and "train/d_loss" in names and len(names) == len(set(names))
+    assert not [n for n in names if n.endswith(("_step", "_epoch"))]
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (apt-get install chromium)")
+def test_generative_report_as_a_user_sees_it(gan_run, tmp_path):
+    shot = tmp_path / "report.png"
+    proc = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                           f"--screenshot={shot}", "--window-size=1200,900", (gan_run / "report.html").as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert shot.is_file(), proc.stderr[-2000:]
+    from PIL import Image
+
+    img = Image.open(shot).convert("L")
+    # the three grids sit side by side in the first screen: their band (rows 150-500) is mostly grid pixels,
+    # dark digits-to-be on white padding, not the white of an empty page
+    band = img.crop((0, 150, 1200, 500))
+    dark = sum(1 for p in band.getdata() if p < 128) / (band.width * band.height)
+    assert dark > 0.15, dark

@@ -109,3 +109,21 @@ def test_bad_arguments_name_the_key(kwargs, match):
     adam = functools.partial(torch.optim.Adam, lr=1e-3)
     with pytest.raises(ValueError, match=match):
         GAN(DCGANGenerator(8, 8), DCGANDiscriminator(8), adam, adam, quality_dataset=None, **kwargs)
+
+
+def test_a_conditional_grid_has_one_row_per_class():
+    adam = functools.partial(torch.optim.Adam, lr=1e-3)
+    gan = GAN(DCGANGenerator(8, 8, num_classes=10), DCGANDiscriminator(8, num_classes=10), adam, adam,
+              quality_dataset=None)
+    assert gan.fixed_y.view(10, 10).tolist() == [[k] * 10 for k in range(10)]
+
+
+def test_spectral_norm_discriminator_has_unit_spectral_norms():
+    torch.manual_seed(0)
+    d = DCGANDiscriminator(8, norm="spectral")
+    d.train()
+    for _ in range(30):  # power iterations converge as the discriminator is used
+        d(torch.randn(4, 1, 28, 28))
+    linear = d.score.weight  # the parametrized (normalized) weight
+    assert torch.linalg.matrix_norm(linear, ord=2).item() == pytest.approx(1.0, rel=1e-2)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules())
