@@ -16,7 +16,6 @@ from generative.gan.losses import LOSSES, discriminator_loss, generator_loss, gr
 from generative.media import log_grid
 from generative.quality import QualityMixin, check_image_data
 
-
 GRID_ROW = 10  # images per row of the sample grid
 
 
