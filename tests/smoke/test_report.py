@@ -29,7 +29,8 @@ def test_html_report_of_a_sweep(sweep):
     proc = subprocess.run([sys.executable, "-m", "lab.report", str(sweep)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     page = (sweep / "report.html").read_text()
-    assert page.count("<tr><td>") == 4  # the sweep table: every job
+    runs_table = page.split("<h2>Runs, best first</h2>")[1].split("</table>")[0]
+    assert runs_table.count("<tr><td>") == 4  # the sweep table: every job
     assert page.count('class="plot"') >= 2 and "data:image/png;base64," in page  # curves, embedded
     assert "data:video/mp4;base64," in page  # the best runs' evaluation videos, embedded
     runs = find_runs(sweep)
