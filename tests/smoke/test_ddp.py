@@ -33,8 +33,7 @@ def overrides(experiment: str, data_dir: Path) -> list[str]:
     return [f"experiment={experiment}", *SMOKE, f"paths.data_dir={data_dir}"]
 
 
-@pytest.mark.parametrize("experiment", ["mlp_mnist", "cnn_mnist", "vae_mnist", "gan_mnist", "ppo_cartpole",
-                                        "dqn_cartpole"])
+@pytest.mark.parametrize("experiment", ["mlp_mnist", "vae_mnist", "gan_mnist", "ppo_cartpole", "dqn_cartpole"])
 def test_ddp_two_processes_on_cpu(experiment, tmp_path, data_dir):
     run_dir = tmp_path / "run"
     proc = lab([*overrides(experiment, data_dir), *DDP, f"hydra.run.dir={run_dir}"], tmp_path)
@@ -65,8 +64,8 @@ def test_ddp_batch_size_is_per_process(tmp_path, data_dir):
     assert ckpt["global_step"] == 5
 
 
-@pytest.mark.parametrize(("experiment", "seeds"), [("mlp_mnist", "0,1"), ("vae_mnist", "0"), ("gan_mnist", "0"),
-                                                  ("ppo_cartpole", "0"), ("dqn_cartpole", "0")])
+# one per kind of loop: a classifier (two jobs), a GAN (manual optimization), an agent (its own iterations)
+@pytest.mark.parametrize(("experiment", "seeds"), [("mlp_mnist", "0,1"), ("gan_mnist", "0"), ("ppo_cartpole", "0")])
 def test_ddp_inside_a_multirun_keeps_one_folder_per_job(experiment, seeds, tmp_path, data_dir):
     sweep = tmp_path / "sweep"
     proc = lab(["-m", *overrides(experiment, data_dir), *DDP, f"seed={seeds}", f"hydra.sweep.dir={sweep}"], tmp_path)

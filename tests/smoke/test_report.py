@@ -66,17 +66,8 @@ def test_wandb_report_object_builds_offline():
 
 
 @pytest.fixture(scope="module")
-def gan_run(tmp_path_factory):
-    from helpers import SMOKE, write_synthetic_root
-
-    tmp = tmp_path_factory.mktemp("gan_report")
-    data = write_synthetic_root(tmp / "data")
-    run_dir = tmp / "run"
-    cmd = [sys.executable, "-m", "lab", "experiment=gan_mnist", *SMOKE, "trainer.max_epochs=3", "model.val_samples=100",
-           "model.test_samples=100", f"paths.data_dir={data}", f"hydra.run.dir={run_dir}",
-           "callbacks.progress_bar.plain=true"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ, WANDB_MODE="offline"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def gan_run(gan_cli_run):
+    run_dir, _ = gan_cli_run
     subprocess.run([sys.executable, "-m", "lab.report", str(run_dir)], check=True, capture_output=True, timeout=300)
     return run_dir
 
