@@ -189,11 +189,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     try:
         if cfg.mode == "train":
             metrics.update(runner.fit(context, cfg.ckpt_path))
+            best = runner.best_checkpoint(context)
             if cfg.test:
-                best = runner.best_checkpoint(context)
                 metrics.update(runner.test(context, best))
-            else:
-                best = runner.best_checkpoint(context)
         else:
             metrics.update(runner.test(context, cfg.ckpt_path))
     finally:

@@ -37,17 +37,21 @@ def test_html_report_of_a_sweep(sweep):
     assert {r.label for r in runs} == {"agent.clip_coef=0.1", "agent.clip_coef=0.2"}  # seeds share a curve
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (apt-get install chromium)")
-def test_report_renders_in_headless_chromium(sweep, tmp_path):
-    subprocess.run([sys.executable, "-m", "lab.report", str(sweep)], check=True, capture_output=True, timeout=300)
-    shot = tmp_path / "report.png"
+def screenshot(page, shot, width: int, height: int):
+    """The page as headless Chromium draws it, in grey levels (PIL image)."""
     proc = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                           f"--screenshot={shot}", "--window-size=1200,1600", (sweep / "report.html").as_uri()],
+                           f"--screenshot={shot}", f"--window-size={width},{height}", page.as_uri()],
                           capture_output=True, text=True, timeout=120)
     assert shot.is_file(), proc.stderr[-2000:]
     from PIL import Image
 
-    img = Image.open(shot).convert("L")
+    return Image.open(shot).convert("L")
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (apt-get install chromium)")
+def test_report_renders_in_headless_chromium(sweep, tmp_path):
+    subprocess.run([sys.executable, "-m", "lab.report", str(sweep)], check=True, capture_output=True, timeout=300)
+    img = screenshot(sweep / "report.html", tmp_path / "report.png", 1200, 1600)
     assert img.size == (1200, 1600)
     colours = img.getcolors(maxcolors=256 * 256)
     assert colours is None or len(colours) > 20  # drawn plots and text, not a blank page
@@ -93,14 +97,7 @@ def test_report_of_a_generative_run_shows_its_grids_every_scalar_and_a_final_tab
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (apt-get install chromium)")
 def test_generative_report_as_a_user_sees_it(gan_run, tmp_path):
-    shot = tmp_path / "report.png"
-    proc = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                           f"--screenshot={shot}", "--window-size=1200,900", (gan_run / "report.html").as_uri()],
-                          capture_output=True, text=True, timeout=120)
-    assert shot.is_file(), proc.stderr[-2000:]
-    from PIL import Image
-
-    img = Image.open(shot).convert("L")
+    img = screenshot(gan_run / "report.html", tmp_path / "report.png", 1200, 900)
     # the three grids sit side by side in the first screen: their band (rows 150-500) is mostly grid pixels,
     # dark digits-to-be on white padding, not the white of an empty page
     band = img.crop((0, 150, 1200, 500))
