@@ -91,9 +91,11 @@ def run_outputs(context: RunContext, best: str | None, wandb_dirs: list[Path]) -
     videos = sorted(media.rglob("*.mp4")) if media.is_dir() else []
     if images or videos:
         lines.append(f"  media folder:     {media}")
-    grids = [p for p in images if p.name.startswith("samples")] or images
+    grids = [p for p in images if p.name.startswith("samples")]
     if grids:
         lines.append(f"  last sample grid: {grids[-1]}")
+    elif images:  # e.g. a seq2seq run's attention heat maps
+        lines.append(f"  last image:       {images[-1]}")
     for d in wandb_dirs:
         offline = d.name.startswith("offline-")
         lines.append(f"  W&B run folder:   {d}")

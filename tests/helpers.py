@@ -73,6 +73,19 @@ SMOKE = [
 ]
 
 
+# The same for the generated seq2seq tasks (family seq2seq), which have no image-data keys.
+SEQ_SMOKE = ["data.num_train=96", "data.num_val=32", "data.num_test=64", "data.batch_size=32", "data.eval_batch_size=32",
+             *(o for o in SMOKE if not o.startswith(("data.", "trainer.limit_"))), "model.attention_examples=2"]
+
+
+def smoke_overrides(overrides: list[str]) -> list[str]:
+    """SEQ_SMOKE for an experiment of the seq2seq family, SMOKE otherwise."""
+    names = [o.split("=", 1)[1] for o in overrides if o.startswith("experiment=")]
+    path = CONFIG_DIR / "experiment" / f"{names[-1]}.yaml" if names else None
+    seq2seq = path is not None and path.is_file() and "override /family: seq2seq" in path.read_text()
+    return SEQ_SMOKE if seq2seq else SMOKE
+
+
 def build(cfg: DictConfig):
     """The experiment's runner, with its pieces built as lab.run builds them (data and model, env and agent)."""
     from lab.instantiate import instantiate
@@ -85,7 +98,7 @@ def build(cfg: DictConfig):
 def make_cfg(overrides: list[str], tmp_path: Path, data_dir: Path | None, smoke: bool = True) -> DictConfig:
     """Compose conf/config.yaml with `overrides`, outputs under tmp_path (no Hydra run folder)."""
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=(SMOKE if smoke else []) + list(overrides))
+        cfg = compose("config", overrides=(smoke_overrides(list(overrides)) if smoke else []) + list(overrides))
     with open_dict(cfg):
         # the layout of Hydra's run folders: <log_dir>/<task_name>/runs/<run>
         cfg.paths.log_dir = str(tmp_path / "logs")

@@ -2,7 +2,8 @@
 
 from lab.data.base import ImageDataModule, data_dims
 from lab.data.folder import ImageFolderDataModule, TorchvisionDataModule
+from lab.data.seq2seq import Seq2SeqDataModule
 from lab.data.vision import FashionMNISTDataModule, MNISTDataModule, SeqMNISTDataModule
 
 __all__ = ["FashionMNISTDataModule", "ImageDataModule", "ImageFolderDataModule", "MNISTDataModule",
-           "SeqMNISTDataModule", "TorchvisionDataModule", "data_dims"]
+           "Seq2SeqDataModule", "SeqMNISTDataModule", "TorchvisionDataModule", "data_dims"]

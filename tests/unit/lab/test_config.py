@@ -16,7 +16,7 @@ from lab.validate import group_options, validate
 def test_groups_have_the_expected_options():
     assert set(group_options("data")) >= {"mnist", "fashion_mnist", "seq_mnist", "image_folder", "torchvision"}
     assert set(group_options("model/backbone")) >= {"mlp", "cnn", "resnet", "rnn", "lstm", "gru", "transformer"}
-    assert set(group_options("family")) == {"supervised", "gan", "vae", "rl"}
+    assert set(group_options("family")) == {"supervised", "gan", "vae", "seq2seq", "rl"}
     assert set(group_options("trainer")) >= {"default", "cpu", "gpu", "ddp", "debug"}
     assert set(group_options("logger")) >= {"wandb", "csv", "tensorboard", "many", "none"}
     assert set(group_options("model/optimizer")) >= {"sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta"}
@@ -29,9 +29,10 @@ def test_groups_have_the_expected_options():
 
 
 USER_DATA = ("image_folder", "torchvision")  # they need data.root / data.name: tests/unit/lab/test_user_data.py
+NOT_IMAGES = ("seq2seq",)  # generated token sequences: tests/unit/lab/test_seq2seq.py
 
 
-@pytest.mark.parametrize("name", [d for d in group_options("data") if d not in USER_DATA])
+@pytest.mark.parametrize("name", [d for d in group_options("data") if d not in USER_DATA + NOT_IMAGES])
 @pytest.mark.parametrize("augment", [None, *group_options("data/augment")])
 def test_data_options(name, augment, tmp_path, data_dir):
     cfg = make_cfg([f"data={name}"] + ([f"data/augment={augment}"] if augment else []), tmp_path, data_dir)

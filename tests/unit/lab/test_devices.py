@@ -50,6 +50,9 @@ MODELS = {
     "conv_vae": ["experiment=conv_vae_mnist"],
     "gan": ["experiment=gan_mnist"],
     "cgan": ["experiment=cgan_mnist"],
+    "seq2seq_rnn": ["experiment=seq2seq_reverse"],
+    "seq2seq_transformer": ["experiment=transformer_dates"],
+    "hmm": ["experiment=hmm_seqmnist"],
 }
 
 
