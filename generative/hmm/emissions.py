@@ -50,15 +50,6 @@ class GaussianEmission(nn.Module):
     def std(self) -> torch.Tensor:
         return self.min_std + F.softplus(self.raw_std)
 
-    def init_from_data(self, x: torch.Tensor) -> None:
-        """Means at random observations (per model and state) and stds at the data's: a common HMM start."""
-        flat = x.reshape(-1, self.input_size)
-        with torch.no_grad():
-            idx = torch.randint(len(flat), self.mean.shape[:2], device=flat.device)
-            self.mean.copy_(flat[idx])
-            target = flat.std(0).clamp_min(self.min_std + 1e-3) - self.min_std  # softplus(raw) = target
-            self.raw_std.copy_(torch.log(torch.expm1(target)).expand_as(self.raw_std))
-
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, T, D) -> (B, M, T, K)."""
         if x.dim() != 3 or x.shape[-1] != self.input_size:
