@@ -101,7 +101,10 @@ class Seq2Seq(LightningModule):
     # ---- training ----------------------------------------------------------------------------------------
     def forward(self, src: torch.Tensor, src_len: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
         """Teacher-forced (or scheduled-sampling) logits (B, T, V) for the target tgt (B, T)."""
-        memory = self.net.encode(src, src_len)
+        return self.target_logits(self.net.encode(src, src_len), tgt)
+
+    def target_logits(self, memory: dict[str, torch.Tensor], tgt: torch.Tensor) -> torch.Tensor:
+        """`forward` on an encoded source (so evaluation encodes each batch once, for loss and decoding)."""
         tgt_in = torch.cat([torch.full_like(tgt[:, :1], BOS), tgt[:, :-1]], 1)  # (B, T): <bos> y_1 .. y_{T-1}
         if not self.net.scheduled_sampling:
             return self.net.teacher_forced(memory, tgt_in)
@@ -130,17 +133,19 @@ class Seq2Seq(LightningModule):
         return configure(self, self.optimizer_factory, self.scheduler_factory)
 
     # ---- evaluation --------------------------------------------------------------------------------------
-    def decode(self, src: torch.Tensor, src_len: torch.Tensor, beam_size: int = 1) -> torch.Tensor:
+    def decode(self, src: torch.Tensor, src_len: torch.Tensor, beam_size: int = 1,
+               memory: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """What the model writes for src (B, S): tokens (B, T) ending in <eos>, then <pad>."""
-        memory = self.net.encode(src, src_len)
+        memory = self.net.encode(src, src_len) if memory is None else memory
         if beam_size > 1:
             return beam_search(self.net, memory, self.max_output_len, beam_size)
         return greedy(self.net, memory, self.max_output_len)[0]
 
     def _evaluate(self, split: str, batch: Batch, beam_size: int) -> torch.Tensor:
         src, src_len, tgt = batch
-        getattr(self, f"{split}_loss").update(self.loss(self(src, src_len, tgt), tgt), weight=src.shape[0])
-        tokens, seqs = compare(self.decode(src, src_len, beam_size), tgt)
+        memory = self.net.encode(src, src_len)
+        getattr(self, f"{split}_loss").update(self.loss(self.target_logits(memory, tgt), tgt), weight=src.shape[0])
+        tokens, seqs = compare(self.decode(src, src_len, beam_size, memory), tgt)
         getattr(self, f"{split}_token_acc").update(tokens.float())
         getattr(self, f"{split}_seq_acc").update(seqs.float())
         for name in ("loss", "token_acc", "seq_acc"):
