@@ -111,6 +111,15 @@ def final_table(metrics: dict[str, float]) -> str:
     return f"<table class='final'><tr><th>metric</th><th>value</th></tr>{rows}</table>"
 
 
+def csv_table(path: Path) -> str:
+    """A CSV file (header first) as an HTML table."""
+    with path.open() as f:
+        rows = list(csv.reader(f))
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows[1:])
+    return f"<table class='final'><tr>{head}</tr>{body}</table>"
+
+
 def grid_epochs(run: Run) -> dict[str, list[Path]]:
     """Per kind of image grid (samples, reconstructions, ...): its first, middle and last epoch."""
     kinds: dict[str, list[Path]] = {}
@@ -188,6 +197,12 @@ def build_html(root: Path, runs: list[Run], metrics: list[str] | None = None) ->
             figures = "".join(f'<figure><img class="grid" alt="{html.escape(p.name)}" src="{_img(p)}"><figcaption>'
                               f"{html.escape(p.name)}</figcaption></figure>" for p in paths)
             parts.append(f"<h2>{html.escape(kind)}: first, middle and last epoch</h2><div class='grids'>{figures}</div>")
+    compression = ranked[0].path / "compression.csv" if ranked else None
+    if compression is not None and compression.is_file():  # mode=prune / mode=export (lab.compress)
+        parts.append("<h2>Compression</h2>" + csv_table(compression))
+        plot = ranked[0].path / "media" / "accuracy_vs_size.png"
+        if plot.is_file():
+            parts.append(f'<img class="plot" alt="accuracy vs size" src="{_img(plot)}">')
     parts.append("<h2>Learning curves</h2>")
     for group, keys in groups.items():
         pngs = [(k, plot_png(runs, k)) for k in keys]

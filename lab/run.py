@@ -30,6 +30,7 @@ from lab.validate import check_used, validate
 log = logging.getLogger("lab")
 
 WANDB_ID_FILE = "wandb_run_id"
+COMPRESS_MODES = ("prune", "export")  # of a trained classifier (lab.compress)
 
 
 def sweep_group(cfg: DictConfig) -> str | None:
@@ -171,6 +172,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
         log.info("trainer.sync_batchnorm=false: SyncBatchNorm needs CUDA devices")
     composed = configuration(cfg, runner.length_keys)  # what resume compares: before the runner fills in sizes
     runner.build(cfg)
+    if cfg.mode in COMPRESS_MODES:
+        runner.check_compress(cfg)
     output_dir = Path(cfg.paths.output_dir)  # made once everything is built: a config error leaves nothing behind
     output_dir.mkdir(parents=True, exist_ok=True)
     loggers = build_loggers(cfg, output_dir)
@@ -194,6 +197,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
             best = runner.best_checkpoint(context)
             if cfg.test:
                 metrics.update(runner.test(context, best))
+        elif cfg.mode in COMPRESS_MODES:
+            metrics.update(runner.compress(context, cfg.ckpt_path, cfg.mode))
+            for lg in loggers if rank_zero else []:  # the table's figures, as compress/<variant>/<figure>
+                lg.log_metrics(metrics, step=0)
+                lg.save()
         else:
             metrics.update(runner.test(context, cfg.ckpt_path))
     finally:

@@ -83,6 +83,14 @@ class Runner:
         """Lines printed after the final metrics."""
         return []
 
+    def check_compress(self, cfg: DictConfig) -> None:
+        """ConfigError unless mode=prune / mode=export (lab.compress) applies to what was built."""
+        raise ConfigError(f"mode={cfg.mode} applies to classifiers (`model=classifier`, any backbone); "
+                          f"`{cfg.runner._target_}` does not support it.")
+
+    def compress(self, run: RunContext, ckpt_path: str, mode: str) -> dict[str, float]:
+        raise NotImplementedError
+
 
 class DataModelRunner(Runner):
     """A LightningModule (`model`) fitted on a LightningDataModule (`data`), then tested: supervised and
@@ -136,6 +144,25 @@ class DataModelRunner(Runner):
         return scalars(run.trainer.callback_metrics)
 
 
+    def check_compress(self, cfg: DictConfig) -> None:
+        from lab.models import Classifier
+
+        if not isinstance(self.model, Classifier):
+            raise ConfigError(f"mode={cfg.mode} applies to classifiers (`model=classifier`, any backbone); "
+                              f"model._target_={cfg.model._target_!r} is not one.")
+
+    def compress(self, run: RunContext, ckpt_path: str, mode: str) -> dict[str, float]:
+        from lab.compress import compress_classifier
+
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)["state_dict"]
+        try:
+            self.model.load_state_dict(state)
+        except RuntimeError as e:
+            raise ConfigError(f"ckpt_path={ckpt_path!r} does not match the configured model: {str(e).splitlines()[0]} "
+                              "Compress with the same experiment and overrides the checkpoint was trained with.") from None
+        return compress_classifier(self.model, self.datamodule, run.cfg, run.output_dir, mode)
+
+
 def fill_from_data(node: Any, dims: dict[str, Any], key: str) -> None:
     """Set every data-determined key (a key of `dims`) that is null in the `_target_` nodes under `node`;
     ConfigError naming it when the data gives no value for it."""
@@ -158,4 +185,4 @@ def fill_from_data(node: Any, dims: dict[str, Any], key: str) -> None:
 
 # The keys a model's nodes may leave null for the data to fill (lab.data.data_dims computes them).
 DATA_KEYS = ("in_channels", "channels", "image_size", "in_features", "input_size", "seq_len", "num_classes",
-             "class_names", "vocab", "vocab_size", "max_output_len")
+             "class_names", "task_classes", "vocab", "vocab_size", "max_output_len")

@@ -78,12 +78,20 @@ SEQ_SMOKE = ["data.num_train=96", "data.num_val=32", "data.num_test=64", "data.b
              *(o for o in SMOKE if not o.startswith(("data.", "trainer.limit_"))), "model.attention_examples=2"]
 
 
+# The same for several datasets at once (data=multitask_*): SMOKE's data keys for each task.
+MULTITASK_SMOKE = [*(o.replace("data.", f"data.tasks.{t}.", 1) for t in ("mnist", "fashion") for o in SMOKE
+                     if o.startswith("data.")), *(o for o in SMOKE if not o.startswith("data."))]
+
+
 def smoke_overrides(overrides: list[str]) -> list[str]:
-    """SEQ_SMOKE for an experiment of the seq2seq family, SMOKE otherwise."""
+    """SEQ_SMOKE for an experiment of the seq2seq family, MULTITASK_SMOKE for one on several datasets, SMOKE
+    otherwise."""
     names = [o.split("=", 1)[1] for o in overrides if o.startswith("experiment=")]
     path = CONFIG_DIR / "experiment" / f"{names[-1]}.yaml" if names else None
-    seq2seq = path is not None and path.is_file() and "override /family: seq2seq" in path.read_text()
-    return SEQ_SMOKE if seq2seq else SMOKE
+    text = path.read_text() if path is not None and path.is_file() else ""
+    if "override /family: seq2seq" in text:
+        return SEQ_SMOKE
+    return MULTITASK_SMOKE if "override /data: multitask" in text else SMOKE
 
 
 def build(cfg: DictConfig):

@@ -2,8 +2,9 @@
 
 from lab.data.base import ImageDataModule, data_dims
 from lab.data.folder import ImageFolderDataModule, TorchvisionDataModule
+from lab.data.multitask import MultiTaskDataModule
 from lab.data.seq2seq import Seq2SeqDataModule
 from lab.data.vision import FashionMNISTDataModule, MNISTDataModule, SeqMNISTDataModule
 
 __all__ = ["FashionMNISTDataModule", "ImageDataModule", "ImageFolderDataModule", "MNISTDataModule",
-           "Seq2SeqDataModule", "SeqMNISTDataModule", "TorchvisionDataModule", "data_dims"]
+           "MultiTaskDataModule", "Seq2SeqDataModule", "SeqMNISTDataModule", "TorchvisionDataModule", "data_dims"]

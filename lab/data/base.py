@@ -79,7 +79,7 @@ def data_dims(datamodule: LightningDataModule) -> dict[str, Any]:
     Images (C, H, W): in_channels = channels = C, image_size = H (square images), in_features = C*H*W, and for
     grey images their rows as a sequence (input_size = W, seq_len = H). Sequences (T, F): input_size = F,
     seq_len = T, in_features = T*F (and a square one also reads as a 1-channel image). Classes: num_classes,
-    class_names. Token sequences (a `vocab` list): vocab, vocab_size, max_output_len (`max_target_len()`).
+    class_names; several tasks: task_classes (name -> class names). Token sequences (a `vocab` list): vocab, vocab_size, max_output_len (`max_target_len()`).
     """
     shape = tuple(getattr(datamodule, "input_shape", ()))
     dims: dict[str, Any] = dict.fromkeys(("in_channels", "channels", "image_size", "in_features", "input_size",
@@ -100,6 +100,8 @@ def data_dims(datamodule: LightningDataModule) -> dict[str, Any]:
     vocab = getattr(datamodule, "vocab", None)
     dims["vocab"] = list(vocab) if vocab else None
     dims["vocab_size"] = len(vocab) if vocab else None
+    task_classes = getattr(datamodule, "task_classes", None)  # several labelled tasks (lab.data.multitask)
+    dims["task_classes"] = dict(task_classes) if task_classes else None
     max_target_len = getattr(datamodule, "max_target_len", None)
     dims["max_output_len"] = max_target_len() if callable(max_target_len) else None
     return dims

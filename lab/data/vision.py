@@ -8,6 +8,7 @@ import torch
 import torchvision
 from torch.utils.data import Dataset
 
+from lab.checks import check_number
 from lab.data.base import ImageDataModule, split_indices
 from lab.data.fetch import ensure
 
@@ -42,6 +43,20 @@ class ImageTensorDataset(Dataset):
         return x, self.targets[i]
 
 
+def per_class_subset(targets: torch.Tensor, indices: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """The first n of each class among `indices` in a fixed-seed shuffle: the same subset for every run
+    with that seed (data.labels_per_class); sorted, so loaders see them in dataset order before shuffling."""
+    perm = indices[torch.randperm(len(indices), generator=torch.Generator().manual_seed(seed + 1))]
+    picked = []
+    for c in torch.unique(targets[indices]).tolist():
+        of_c = perm[targets[perm] == c]
+        if len(of_c) < n:
+            raise ValueError(f"data.labels_per_class={n} is more than class {c} has in the training split "
+                             f"({len(of_c)}); choose at most {len(of_c)}.")
+        picked.append(of_c[:n])
+    return torch.cat(picked).sort().values
+
+
 class MNISTDataModule(ImageDataModule):
     """MNIST: a fixed-seed train/val split of the official train set, and the official test set."""
 
@@ -63,11 +78,15 @@ class MNISTDataModule(ImageDataModule):
         normalize: str = "standard",
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         verify: bool = True,
+        labels_per_class: int | None = None,
     ) -> None:
         super().__init__(batch_size, eval_batch_size, num_workers, pin_memory, normalize, augment)
         self.save_hyperparameters(ignore=["augment"], logger=False)
+        if labels_per_class is not None:
+            check_number("data.labels_per_class", labels_per_class, 1, integer=True, strict=False)
         self.data_dir = str(data_dir)
         self.val_size, self.split_seed, self.verify = val_size, split_seed, verify
+        self.labels_per_class = labels_per_class
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -90,6 +109,8 @@ class MNISTDataModule(ImageDataModule):
         if self.train_set is None and stage in (None, "fit", "validate"):
             images, targets = self._load(train=True)
             train_idx, val_idx = split_indices(len(targets), self.val_size, self.split_seed)
+            if self.labels_per_class is not None:
+                train_idx = per_class_subset(targets, train_idx, self.labels_per_class, self.split_seed)
             self.train_set = self._dataset(images[train_idx], targets[train_idx], train=True)
             self.val_set = self._dataset(images[val_idx], targets[val_idx], train=False)
         if self.test_set is None and stage in (None, "test", "predict"):

@@ -1,6 +1,7 @@
-"""LightningModules for supervised learning: classifiers and sequence-to-sequence models."""
+"""LightningModules for supervised learning: classifiers, multi-task models and sequence-to-sequence models."""
 
 from lab.models.classifier import Classifier
+from lab.models.multitask import MultiTask
 from lab.models.seq2seq import Seq2Seq
 
-__all__ = ["Classifier", "Seq2Seq"]
+__all__ = ["Classifier", "MultiTask", "Seq2Seq"]

@@ -15,13 +15,17 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from lab.loggers import save_and_log_figure
 from lab.models.optim import configure
+from lab.models.transfer import Transferable
 
 
-class Classifier(LightningModule):
+class Classifier(Transferable, LightningModule):
     """backbone (B, ...) -> (B, out_features) -> Linear -> (B, num_classes) logits.
 
     Loss: cross-entropy (optional label smoothing) + l1_weight * sum |w| over weight matrices.
-    Weight decay belongs to the optimizer node (`model.optimizer.weight_decay`).
+    Weight decay belongs to the optimizer node (`model.optimizer.weight_decay`). Transfer learning:
+    `init_from` (a checkpoint, run folder or task log folder) loads the tensors that match by name and shape
+    (only those under `init_modules` when given), `freeze` lists modules to keep fixed, and
+    `pretrained_lr_scale` scales the learning rate of the loaded parameters (lab.models.transfer).
     """
 
     def __init__(
@@ -33,6 +37,10 @@ class Classifier(LightningModule):
         label_smoothing: float = 0.0,
         l1_weight: float = 0.0,
         class_names: list[str] | None = None,
+        init_from: str | None = None,
+        init_modules: list[str] | None = None,
+        freeze: list[str] | None = None,
+        pretrained_lr_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["backbone", "optimizer", "scheduler"], logger=False)
@@ -56,6 +64,7 @@ class Classifier(LightningModule):
         self.test_f1 = MulticlassF1Score(num_classes, average="macro")
         self.test_confmat = MulticlassConfusionMatrix(num_classes)
         self.val_acc_best = MaxMetric()
+        self.init_transfer(init_from, init_modules, freeze, pretrained_lr_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))  # (B, num_classes)

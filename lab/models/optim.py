@@ -23,6 +23,9 @@ def _stepping(factory: Callable[..., Any], optimizer: torch.optim.Optimizer, tra
     sched = torch.optim.lr_scheduler
     if target is sched.OneCycleLR:
         extra = {} if "total_steps" in given else {"total_steps": max(1, int(trainer.estimated_stepping_batches))}
+        scales = [g.get("lr_scale", 1.0) for g in optimizer.param_groups]
+        if any(s != 1.0 for s in scales) and "max_lr" in given:  # per-group peaks (transfer's pretrained_lr_scale)
+            extra["max_lr"] = [given["max_lr"] * s for s in scales]
         return {"scheduler": factory(optimizer, **extra), "interval": "step"}
     if target is sched.CosineAnnealingLR and "T_max" not in given:
         return {"scheduler": factory(optimizer, T_max=max(1, trainer.max_epochs or 1)), "interval": "epoch"}
@@ -33,9 +36,17 @@ def _stepping(factory: Callable[..., Any], optimizer: torch.optim.Optimizer, tra
 
 def configure(module: LightningModule, optimizer: Callable[..., torch.optim.Optimizer],
               scheduler: Callable[..., Any] | None) -> dict[str, Any]:
-    """What `configure_optimizers` returns for one optimizer over all of `module`'s parameters and an
-    optional scheduler (only a scheduler needs the trainer, for the run's length)."""
-    opt = optimizer(params=module.parameters())
+    """What `configure_optimizers` returns for one optimizer over `module`'s trainable parameters and an
+    optional scheduler (only a scheduler needs the trainer, for the run's length). A module with a
+    `transfer` (lab.models.transfer) gives its parameter groups: frozen ones left out, pretrained ones at
+    `lr_scale` times the learning rate."""
+    transfer = getattr(module, "transfer", None)
+    if transfer is None:
+        opt = optimizer(params=module.parameters())
+    else:
+        opt = optimizer(params=transfer.param_groups(module))
+        for group in opt.param_groups:
+            group["lr"] = group["lr"] * group.get("lr_scale", 1.0)
     if scheduler is None:
         return {"optimizer": opt}
     return {"optimizer": opt, "lr_scheduler": scheduler_config(scheduler, opt, module.trainer)}

@@ -9,7 +9,7 @@ from helpers import make_cfg
 from lab.errors import ConfigError
 from lab.run import run
 
-GANS = ["gan_mnist", "gan_mlp_mnist", "wgan_gp_mnist", "cgan_mnist", "dcgan_fashion"]
+GANS = ["gan_mnist", "gan_mnist_long", "gan_mlp_mnist", "wgan_gp_mnist", "cgan_mnist", "dcgan_fashion"]
 VAES = ["vae_mnist", "conv_vae_mnist", "vae_fashion"]
 GAN_SHRINK = ["model.val_samples=100", "model.test_samples=100", "trainer.limit_train_batches=5"]  # wgan: n_critic 5
 VAE_SHRINK = ["model.iw_samples=20", "model.iw_chunk=500", "model.quality_samples=100"]

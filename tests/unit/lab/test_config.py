@@ -30,9 +30,10 @@ def test_groups_have_the_expected_options():
 
 USER_DATA = ("image_folder", "torchvision")  # they need data.root / data.name: tests/unit/lab/test_user_data.py
 NOT_IMAGES = ("seq2seq",)  # generated token sequences: tests/unit/lab/test_seq2seq.py
+SEVERAL = ("multitask_mnist_fashion",)  # several datasets at once: tests/unit/lab/test_multitask.py
 
 
-@pytest.mark.parametrize("name", [d for d in group_options("data") if d not in USER_DATA + NOT_IMAGES])
+@pytest.mark.parametrize("name", [d for d in group_options("data") if d not in USER_DATA + NOT_IMAGES + SEVERAL])
 @pytest.mark.parametrize("augment", [None, *group_options("data/augment")])
 def test_data_options(name, augment, tmp_path, data_dir):
     cfg = make_cfg([f"data={name}"] + ([f"data/augment={augment}"] if augment else []), tmp_path, data_dir)
@@ -121,9 +122,13 @@ def test_agent_and_env_options(agent, env, tmp_path):
     assert runner.agent.env_cfg.id == cfg.env.id
 
 
+# Experiments that start from another run's checkpoint: built here from scratch (tests/smoke covers the rest).
+NEEDS_A_SOURCE_RUN = {"transfer_fashion": ["model.init_from=null"]}
+
+
 @pytest.mark.parametrize("name", [e for e in group_options("experiment") if e not in RL])
 def test_experiment_options(name, tmp_path, data_dir):
-    cfg = make_cfg([f"experiment={name}"], tmp_path, data_dir)
+    cfg = make_cfg([f"experiment={name}", *NEEDS_A_SOURCE_RUN.get(name, [])], tmp_path, data_dir)
     assert cfg.task_name == name
     validate(cfg)
     runner = build(cfg)
