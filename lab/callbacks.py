@@ -34,6 +34,7 @@ class EpochLines(ProgressBar):
         super().__init__()
         self._enabled = True
         self._t0 = 0.0
+        self._before: dict = {}
 
     def disable(self) -> None:
         self._enabled = False
@@ -43,12 +44,16 @@ class EpochLines(ProgressBar):
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._t0 = time.perf_counter()
+        self._before = dict(trainer.callback_metrics)
 
     @rank_zero_only
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self._enabled:
             return
-        metrics = epoch_metrics(trainer.callback_metrics)
+        # only what this epoch logged: a value not logged again (e.g. a DBN's CD loss once it fine-tunes) keeps
+        # its old tensor in callback_metrics
+        metrics = epoch_metrics({k: v for k, v in trainer.callback_metrics.items()
+                                 if k not in self._before or v is not self._before[k]})
         shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
         total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else "?"
         # a module may say what its x-axis counts (RL agents: env steps); else optimizer steps

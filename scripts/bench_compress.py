@@ -4,8 +4,8 @@
     python scripts/bench_compress.py cnn_mnist --train        # train first (otherwise: the newest run's checkpoint)
     python scripts/bench_compress.py mlp_mnist -o compress.sparsities=[0.9]
 
-For each experiment it takes the best checkpoint of its newest run under logs/<experiment>/ (or trains one
-with --train, the experiment's defaults), then runs `mode=prune` and `mode=export` through lab.run.run (the
+For each experiment it takes the best checkpoint of its newest run under logs/<experiment>/ (or, with --train
+or when there is none, trains one with the experiment's defaults), then runs `mode=prune` and `mode=export` through lab.run.run (the
 same path as `python -m lab`), on the full official test set. Latencies are this machine's CPU, with torch's
 default threads. Figures are printed, never asserted.
 """
@@ -73,14 +73,15 @@ def plot(rows_by_exp: dict[str, list[Row]], path: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("experiments", nargs="*", default=["cnn_mnist", "mlp_mnist", "lstm_seqmnist"])
-    p.add_argument("--train", action="store_true", help="train each experiment first (its defaults, seed 42)")
+    p.add_argument("--train", action="store_true", help="train each experiment first (its defaults, seed 42), even when logs/<experiment> has runs")
     p.add_argument("-o", "--override", action="append", default=[], help="extra Hydra override (repeatable)")
     args = p.parse_args()
     base = ROOT / "logs" / "bench" / f"compress_{datetime.now():%Y-%m-%d_%H-%M-%S}_{os.getpid()}"
     common = ["logger=csv", "callbacks.progress_bar.plain=true"]
     by_exp: dict[str, list[Row]] = {}
     for exp in args.experiments:
-        if args.train:
+        has_runs = (ROOT / "logs" / exp).is_dir() and any((ROOT / "logs" / exp).glob("**/checkpoints/*.ckpt"))
+        if args.train or not has_runs:
             cfg = config([f"experiment={exp}", *common], base / exp / "train")
             run(cfg)
             ckpt = find_checkpoint(base / exp / "train")

@@ -72,6 +72,24 @@ class RBM(LightningModule):
         self.image_shape = (channels, image_size, image_size)
         # PCD's fantasy particles: part of the state (checkpointed, moved with the module)
         self.register_buffer("chains", torch.bernoulli(torch.full((num_chains, in_features), 0.5)))
+        self.register_buffer("biases_from_data", torch.tensor(False))  # checkpointed: done once per model
+
+    def on_train_start(self) -> None:
+        """Visible biases b_i = log(p_i / (1 - p_i)) of the training pixels' means (Hinton's practical guide,
+        section 8): with every hidden unit off the model then gives the mean image, not grey noise, which
+        a CD-1 chain from the data never visits to correct. Once per model (not again on resume)."""
+        if bool(self.biases_from_data):
+            return
+        total, count = torch.zeros_like(self.rbm.b), 0
+        for i, (x, _) in enumerate(self.trainer.train_dataloader):
+            total += x.to(self.device).flatten(1).sum(0)
+            count += len(x)
+            if i == 49:  # 50 batches are plenty for a mean
+                break
+        p = self.trainer.strategy.reduce(total / max(1, count), reduce_op="mean").clamp(1e-3, 1 - 1e-3)
+        with torch.no_grad():
+            self.rbm.b.copy_(torch.log(p / (1 - p)))
+        self.biases_from_data.fill_(True)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         v0 = visible(batch[0], self.binarize, training=True)

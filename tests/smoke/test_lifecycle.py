@@ -8,6 +8,7 @@ import torch
 
 from helpers import make_cfg
 from lab.errors import ConfigError
+from lab.instantiate import instantiate
 from lab.run import run
 
 
@@ -59,13 +60,24 @@ def test_rbm_mnist_logs_its_figures_and_grids(tmp_path, data_dir):
         assert metrics[f"{split}/pll"] < 0 and 0 < metrics[f"{split}/recon_error"] < 1
     media = Path(cfg.paths.output_dir) / "media"
     assert (media / "filters_epoch000.png").is_file() and (media / "samples_epoch000.png").is_file()
+    state = _state(Path(cfg.paths.output_dir))
+    assert bool(state["biases_from_data"])
+    dm = instantiate(cfg.data, "data")
+    dm.setup("fit")
+    mean = torch.stack([x for x, _ in dm.train_set]).flatten(1).mean(0).clamp(1e-3, 1 - 1e-3)
+    # started at the logits of the training pixels' means, then 3 small CD steps
+    assert torch.allclose(state["rbm.b"], torch.log(mean / (1 - mean)), atol=0.2)
+    assert state["rbm.b"].max() - state["rbm.b"].min() > 0.5
 
 
-def test_dbn_mnist_pretrains_then_fine_tunes_and_stops_early_for_too_few_epochs(tmp_path, data_dir):
+def test_dbn_mnist_pretrains_then_fine_tunes_and_stops_early_for_too_few_epochs(tmp_path, data_dir, capsys):
     cfg = make_cfg(["experiment=dbn_mnist", "model.hidden_sizes=[32,16]", "model.pretrain_epochs=1",
-                    "trainer.max_epochs=3"], tmp_path, data_dir)
+                    "trainer.max_epochs=3", "callbacks.progress_bar.plain=true"], tmp_path, data_dir)
     metrics = run(cfg)
     assert {"train/cd_loss", "train/loss", "val/acc", "test/acc"} <= set(metrics)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    assert "train/cd_loss=" in lines[0] and "train/loss=" not in lines[0]  # pretraining RBM 1
+    assert "train/loss=" in lines[2] and "train/cd_loss=" not in lines[2]  # fine-tuning: no stale CD figures
     assert (Path(cfg.paths.output_dir) / "media" / "filters_epoch000.png").is_file()
     short = make_cfg(["experiment=dbn_mnist", "model.pretrain_epochs=1", "trainer.max_epochs=2"], tmp_path / "b",
                      data_dir)
