@@ -76,8 +76,10 @@ def prunable(model: nn.Module) -> list[tuple[nn.Module, str]]:
     for m in model.modules():
         if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
             out.append((m, "weight"))
-        elif isinstance(m, RECURRENT):
-            out += [(m, n) for n, _ in m.named_parameters(recurse=False) if n.startswith("weight_")]
+        elif isinstance(m, RECURRENT):  # weight_ih_l0, ...; while masked, the parameter is weight_ih_l0_orig
+            names = dict.fromkeys(n.removesuffix("_orig") for n, _ in m.named_parameters(recurse=False)
+                                  if n.startswith("weight_"))
+            out += [(m, n) for n in names]
     return out
 
 
@@ -117,7 +119,9 @@ def channel_prune(model: nn.Module, ratio: float, example: torch.Tensor, keep: l
 
 # ---- quantization and export ---------------------------------------------------------------------------------
 def resolve_quantization(model: nn.Module, choice: str) -> str:
-    """auto: static for models with convolutions, dynamic otherwise."""
+    """auto: static for models with convolutions, dynamic otherwise; recurrent models: always dynamic."""
+    if any(isinstance(m, RECURRENT) for m in model.modules()):
+        return "dynamic" if choice != "none" else "none"
     if choice != "auto":
         return choice
     return "static" if any(isinstance(m, (nn.Conv1d, nn.Conv2d)) for m in model.modules()) else "dynamic"

@@ -39,7 +39,7 @@ def family(target: str) -> str:
 
 
 def fmt(key: str, values: list[float]) -> str:
-    scale = 100.0 if key in PERCENT else 1.0
+    scale = 100.0 if key in PERCENT or key.endswith("/acc") else 1.0  # also per-task test/<task>/acc
     vals = [v * scale for v in values if v is not None and math.isfinite(v)]
     if not vals:
         return "n/a"
