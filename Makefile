@@ -61,8 +61,10 @@ bench-gpu: setup
 	$(BIN)/python scripts/bench_gpu.py --with-cpu
 
 bench-rl: setup
-	$(BIN)/python scripts/bench_rl.py ppo_cartpole dqn_cartpole --seeds 0 1 2 3 4
-	$(BIN)/python scripts/bench_rl.py ppo_lunarlander ppo_pendulum --seeds 0 --agents ours
+	$(BIN)/python scripts/profile_rl.py ppo_cartpole
+	$(BIN)/python scripts/profile_rl.py dqn_cartpole --iterations 30
+	$(BIN)/python scripts/bench_rl.py ppo_cartpole dqn_cartpole --seeds 0 1 2
+	$(BIN)/python scripts/bench_rl.py ppo_lunarlander ppo_pendulum dqn_lunarlander --seeds 0
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

@@ -2,7 +2,8 @@
 
 It reads what every run leaves on disk (CSV metrics, .hydra/ config and overrides, result.json, media/
 sample grids, videos/) and writes `report.html` into the folder: a single generative run's grids of its first,
-middle and last epoch side by side; learning curves of every logged scalar grouped by train/, val/, test/, ...
+middle and last epoch side by side; where configurations repeat over seeds, the interquartile mean of the
+objective with its bootstrap 95 % CI and the performance profile (lab.aggregate, rliable); learning curves of every logged scalar grouped by train/, val/, test/, ...
 (mean over seeds with a min-max band, per configuration); the sweep table sorted by the objective; the best
 configuration and its final metrics as a table; the newest sample grids and evaluation videos. Images and videos are embedded, so the file can be
 mailed or attached as it is. `--wandb` also publishes a W&B Report (wandb-workspaces) with the same
@@ -24,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from lab.aggregate import iqm_estimates, performance_profiles, scores_by_configuration
 from lab.sweep import RESULT_FILE
 
 
@@ -177,6 +179,48 @@ def plot_png(runs: list[Run], key: str) -> str | None:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+def across_seeds(runs: list[Run], metric: str | None) -> str:
+    """The IQM table over seeds and the performance profile (lab.aggregate), where a configuration has two
+    or more finished runs; empty otherwise."""
+    if metric is None:
+        return ""
+    rows = [{"overrides": r.overrides, **r.result} for r in runs]
+    scores = scores_by_configuration(rows, metric)
+    if not any(len(v) > 1 for v in scores.values()):
+        return ""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    estimates = iqm_estimates(scores)
+    table = "<table><tr><th>configuration</th><th>runs</th><th>IQM</th><th>95 % CI</th><th>mean</th><th>median</th></tr>"
+    table += "".join(f"<tr><td><code>{html.escape(e.configuration)}</code></td><td>{e.runs}</td><td>{e.iqm:.6g}</td>"
+                     f"<td>[{e.low:.6g}, {e.high:.6g}]</td><td>{e.mean:.6g}</td><td>{e.median:.6g}</td></tr>"
+                     for e in estimates) + "</table>"
+    everything = np.concatenate(list(scores.values()))
+    taus = np.linspace(everything.min(), everything.max(), 101)
+    profiles, bands = performance_profiles(scores, taus)
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for name in profiles:
+        ax.plot(taus, profiles[name], label=f"{name} ({len(scores[name])} runs)"[:80])
+        ax.fill_between(taus, bands[name][0], bands[name][1], alpha=0.2)
+    ax.set_xlabel(f"{metric} threshold tau")
+    ax.set_ylabel(f"fraction of runs with {metric} > tau")
+    ax.set_title("performance profile (95 % bootstrap bands)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    png = base64.b64encode(buf.getvalue()).decode()
+    return (f"<h2>{html.escape(metric)} over seeds</h2><p>Interquartile mean of the runs' final {html.escape(metric)} "
+            "with a stratified-bootstrap 95 % confidence interval, and the performance profile (Agarwal et al., 2021; "
+            f"rliable).</p>{table}<img class='plot' alt='performance profile' src='data:image/png;base64,{png}'>")
+
+
 def objective(runs: list[Run]) -> tuple[str | None, str]:
     for r in runs:
         if r.result.get("optimized_metric"):
@@ -203,6 +247,7 @@ def build_html(root: Path, runs: list[Run], metrics: list[str] | None = None) ->
         plot = ranked[0].path / "media" / "accuracy_vs_size.png"
         if plot.is_file():
             parts.append(f'<img class="plot" alt="accuracy vs size" src="{_img(plot)}">')
+    parts.append(across_seeds(runs, metric))
     parts.append("<h2>Learning curves</h2>")
     for group, keys in groups.items():
         pngs = [(k, plot_png(runs, k)) for k in keys]

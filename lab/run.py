@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from lab.accel import skip_nvml_recount
 from lab.callbacks import epoch_metrics
 from lab.errors import ConfigError, building
 from lab.instantiate import instantiate
@@ -166,6 +167,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         with building("ckpt_path", cfg.ckpt_path):
             runner.check_checkpoint(Path(cfg.ckpt_path))
     seed_everything(cfg.seed, workers=True)
+    skip_nvml_recount()
     if cfg.trainer.get("sync_batchnorm") and not _uses_cuda(cfg):
         with open_dict(cfg):  # torch's SyncBatchNorm is CUDA-only; CPU (gloo) DDP keeps per-process statistics
             cfg.trainer.sync_batchnorm = False

@@ -3,7 +3,8 @@
 Each job (whatever the launcher: in-process, joblib workers, SLURM) writes `result.json` into its own
 folder from `python -m lab`. The Hydra callback below runs in the launching process when the sweep ends
 and writes `summary.csv` and `summary.md` into the sweep folder: every job's overrides, status, the
-`optimized_metric` and the other final metrics, best first. `python -m lab.sweep <sweep dir>` rebuilds
+`optimized_metric` and the other final metrics, best first; where a configuration ran with several seeds, the
+interquartile mean of the metric over them with its bootstrap 95 % CI (lab.aggregate). `python -m lab.sweep <sweep dir>` rebuilds
 them (e.g. after a crashed sweep was finished by hand).
 """
 
@@ -18,6 +19,9 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+from lab.aggregate import iqm_estimates, scores_by_configuration
+from lab.aggregate import markdown as aggregate_markdown
 
 RESULT_FILE = "result.json"
 
@@ -87,6 +91,9 @@ def summarize(sweep_dir: Path, metric: str, mode: str) -> list[dict[str, Any]]:
     lines = [f"# Sweep {sweep_dir.name}: {len(rows)} jobs, sorted by {metric} ({mode})", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in table]
+    scores = scores_by_configuration(rows, metric)
+    if any(len(v) > 1 for v in scores.values()):  # seeds repeated: the comparison RL papers report (rliable)
+        lines += ["", *aggregate_markdown(iqm_estimates(scores), metric)]
     (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n")
     return rows
 

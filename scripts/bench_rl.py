@@ -5,7 +5,8 @@
     python scripts/bench_rl.py ppo_lunarlander ppo_pendulum --seeds 0 --agents ours
 
 Every run is `python -m lab experiment=<e> agent=<ppo|sb3_ppo|dqn|sb3_dqn> seed=<s>` in its own process
-(same torch thread count for both), evaluating 10 deterministic episodes every 5,000 env steps; evaluation
+(each with its own default torch threads, as users run them: ours agent.torch_threads=1, SB3 torch's
+default; `--threads N` sets OMP_NUM_THREADS and agent.torch_threads=N for both), evaluating 10 deterministic episodes every 5,000 env steps; evaluation
 time is excluded from the training clock (`time/train_seconds`, logged at each evaluation). "Solved" = the
 first evaluation whose mean return reaches the threshold; its env step and training seconds are the
 time-to-solve. Env steps per second = env steps / training seconds at the last evaluation. Figures are
@@ -66,27 +67,35 @@ def main() -> None:
     p.add_argument("experiments", nargs="+")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     p.add_argument("--agents", nargs="+", default=["ours", "sb3"], choices=["ours", "sb3"])
-    p.add_argument("--threads", type=int, default=1, help="torch threads per run (the same for both)")
+    p.add_argument("--threads", type=int, help="torch threads for both (default: each side's own default)")
     p.add_argument("--threshold", type=float, help="solve threshold (default by env)")
     p.add_argument("-o", "--override", action="append", default=[], help="extra Hydra override (repeatable)")
+    p.add_argument("--ours", action="append", default=[], help="extra Hydra override for our agents only, e.g. "
+                   "agent.compile=true or env.vectorization=vector (repeatable)")
     args = p.parse_args()
     stamp = f"{datetime.now():%Y-%m-%d_%H-%M-%S}_{os.getpid()}"
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads), WANDB_MODE="offline")
-    table = []
+    env = dict(os.environ, WANDB_MODE="offline")
+    threads = []
+    if args.threads is not None:
+        env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+        threads = [f"agent.torch_threads={args.threads}"]
+    table, notes = [], []
     for exp in args.experiments:
         algo = exp.split("_")[0]
         env_name = exp.split("_", 1)[1]
         threshold = args.threshold if args.threshold is not None else THRESHOLDS.get(env_name, math.inf)
         per_agent: dict[str, list[dict[str, float]]] = {}
-        for who in args.agents:
-            agent = algo if who == "ours" else SB3[algo]
-            for seed in args.seeds:
+        # Interleaved (seed 0 ours, seed 0 SB3, seed 1 ours, ...): a shared machine's speed drifts by tens of
+        # percent over minutes, and each pair then sees the same machine.
+        for seed in args.seeds:
+            for who in args.agents:
+                agent = algo if who == "ours" else SB3[algo]
                 run_dir = ROOT / "logs" / "bench_rl" / stamp / f"{exp}_{agent}_{seed}"
                 cmd = [sys.executable, "-m", "lab", f"experiment={exp}", f"agent={agent}", f"seed={seed}", "logger=csv",
                        "agent.eval_freq=5000", "agent.eval_episodes=10", "agent.video=false",
-                       f"hydra.run.dir={run_dir}", *args.override]
+                       f"hydra.run.dir={run_dir}", *threads, *args.override]
                 if who == "ours":  # SB3's own loop has no Lightning callbacks (it refuses their settings)
-                    cmd.append("callbacks.progress_bar.plain=true")
+                    cmd += ["callbacks.progress_bar.plain=true", *args.ours]
                 t0 = time.perf_counter()
                 proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
                 wall = time.perf_counter() - t0
@@ -107,8 +116,13 @@ def main() -> None:
         if "ours" in per_agent and "sb3" in per_agent:
             ours, sb3 = table[-2], table[-1]
             table.append((exp, "ours / SB3", "", ours[3] / sb3[3], ours[4] / sb3[4], ours[5] / sb3[5], math.nan, ours[7] / sb3[7]))
+            paired = [a["sps"] / b["sps"] for a, b in zip(per_agent["ours"], per_agent["sb3"], strict=True)]
+            notes.append(f"{exp}: env steps/s ours / SB3 per seed (run back to back): "
+                         + ", ".join(f"{r:.2f}" for r in paired) + f"; median {med(paired):.2f}")
 
-    print(f"\nthreshold per env: {THRESHOLDS}; {args.threads} torch thread(s) per run; medians over seeds {args.seeds}")
+    who_threads = f"{args.threads} torch thread(s) for both" if args.threads else "each side's default torch threads"
+    print(f"\nthreshold per env: {THRESHOLDS}; {who_threads}; ours with {args.ours or 'the presets'}; "
+          f"medians over seeds {args.seeds}")
     head = ("experiment", "agent", "solved", "steps to solve", "s to solve", "env steps/s", "final eval", "train s")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
@@ -116,6 +130,8 @@ def main() -> None:
         cells = [c if isinstance(c, str) else ("n/a" if math.isnan(c) else f"{c:.3g}" if row[1] == "ours / SB3" else f"{c:.1f}")
                  for c in row]
         print("| " + " | ".join(cells) + " |")
+    for line in notes:
+        print(line)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from hydra import compose, initialize_config_dir
+from lightning.pytorch import Callback
 from omegaconf import DictConfig, open_dict
 
 import lab  # noqa: F401  (registers resolvers)
@@ -114,3 +116,20 @@ def make_cfg(overrides: list[str], tmp_path: Path, data_dir: Path | None, smoke:
         if data_dir is not None:
             cfg.paths.data_dir = str(data_dir)
     return cfg
+
+
+class CountingHooks(Callback):
+    """A user's callback on the per-step hooks (`+callbacks.count._target_=helpers.CountingHooks`): counts
+    their calls and the torch threads training ran with, in the class (the run builds the instance)."""
+
+    calls: dict[str, int] = {}
+    threads: list[int] = []
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        CountingHooks.threads.append(torch.get_num_threads())
+
+    def on_before_backward(self, trainer, pl_module, loss) -> None:
+        CountingHooks.calls["backward"] = CountingHooks.calls.get("backward", 0) + 1
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        CountingHooks.calls["optimizer_step"] = CountingHooks.calls.get("optimizer_step", 0) + 1

@@ -29,6 +29,24 @@ class RolloutBuffer:
         self.truncated = torch.zeros((T, N), dtype=torch.bool, **z)
         self.advantages = torch.zeros((T, N), **z)
         self.returns = torch.zeros((T, N), **z)
+        # On the CPU the env's NumPy arrays are written through NumPy views of the same memory: a NumPy
+        # slice assignment costs about a microsecond, a torch one (with its tensor conversion) several.
+        cpu = torch.device(device).type == "cpu"
+        self._np = {k: getattr(self, k).numpy() for k in ("obs", "rewards", "terminated", "truncated")} if cpu else None
+
+    def add(self, t: int, obs: np.ndarray, actions: torch.Tensor, logprobs: torch.Tensor, values: torch.Tensor,
+            rewards: np.ndarray, terminated: np.ndarray, truncated: np.ndarray) -> None:
+        """Step t of the rollout: the observations acted on, the policy's outputs, and what the env returned."""
+        self.actions[t], self.logprobs[t], self.values[t] = actions, logprobs, values
+        if self._np is not None:
+            np_ = self._np
+            np_["obs"][t], np_["rewards"][t], np_["terminated"][t], np_["truncated"][t] = obs, rewards, terminated, truncated
+            return
+        dev = self.obs.device
+        self.obs[t] = torch.as_tensor(obs).to(dev, non_blocking=True)
+        self.rewards[t] = torch.as_tensor(rewards).to(dev, non_blocking=True)
+        self.terminated[t] = torch.as_tensor(terminated).to(dev, non_blocking=True)
+        self.truncated[t] = torch.as_tensor(truncated).to(dev, non_blocking=True)
 
     def compute_returns_and_advantages(self, next_value: torch.Tensor, gamma: float, gae_lambda: float) -> None:
         self.advantages, self.returns = compute_gae(self.rewards, self.values, self.terminated, self.truncated,

@@ -4,6 +4,10 @@ Vector envs use Gymnasium's *same-step* autoreset (the SB3 convention): when a s
 returns the first observation of its next episode and puts the last one in `info["final_obs"]`, so every
 transition in a rollout is a real one and a truncated episode can be bootstrapped from V(final obs).
 Gymnasium's default next-step mode would add a dummy transition after every episode end instead.
+
+`vectorization: vector` steps all sub-envs as one NumPy array program where the env has one: CartPole
+(Gymnasium's CartPoleVectorEnv, turned same-step here), or a user's env registered with a
+`vector_entry_point` whose metadata says `autoreset_mode: SAME_STEP`. Evaluation envs stay `sync`.
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
 from gymnasium.vector import AutoresetMode
 
 from agents.common.wrappers import NormalizeObservation, NormalizeReward
 
-Vectorization = Literal["sync", "async"]
+Vectorization = Literal["sync", "async", "vector"]
+VECTORIZATIONS = ("sync", "async", "vector")
 
 
 def _register_atari() -> None:
@@ -81,8 +87,11 @@ class EnvConfig:
         check_env_id(self.id)
         if isinstance(self.num_envs, bool) or not isinstance(self.num_envs, int) or self.num_envs <= 0:
             raise ValueError(f"env.num_envs={self.num_envs!r} is not valid: it must be an integer > 0.")
-        if self.vectorization not in ("sync", "async"):
-            raise ValueError(f"env.vectorization={self.vectorization!r} is not valid; valid choices: sync, async.")
+        if self.vectorization not in VECTORIZATIONS:
+            raise ValueError(f"env.vectorization={self.vectorization!r} is not valid; valid choices: "
+                             f"{', '.join(VECTORIZATIONS)}.")
+        if self.vectorization == "vector":
+            check_vector_env(self)
         if self.frame_stack < 1:
             raise ValueError(f"env.frame_stack={self.frame_stack!r} is not valid: it must be an integer >= 1.")
         if self.clip_obs <= 0 or self.clip_reward <= 0:
@@ -99,6 +108,95 @@ class EnvConfig:
             return env.observation_space, env.action_space
         finally:
             env.close()
+
+
+def _is_gym_cartpole(env_id: str) -> bool:
+    return gym.spec(env_id).entry_point == "gymnasium.envs.classic_control.cartpole:CartPoleEnv"
+
+
+def check_vector_env(cfg: EnvConfig) -> None:
+    """ValueError unless env.vectorization=vector can build `cfg.id` as one same-step vector env."""
+    if cfg.atari or cfg.frame_stack > 1:
+        raise ValueError(f"env.vectorization='vector' steps the env's own vector implementation, which the "
+                         f"per-env wrappers of env.atari / env.frame_stack (here {cfg.atari} / {cfg.frame_stack}) "
+                         "cannot wrap; use env.vectorization=sync or async.")
+    spec = gym.spec(cfg.id)
+    if _is_gym_cartpole(cfg.id):
+        return
+    if spec.vector_entry_point is None:
+        raise ValueError(f"env.vectorization='vector': env.id={cfg.id!r} has no vector implementation (no "
+                         "vector_entry_point in its registration). CartPole has one; your own env can, registered "
+                         "with gymnasium.register(..., vector_entry_point=...) and metadata['autoreset_mode'] = "
+                         "AutoresetMode.SAME_STEP. Otherwise use env.vectorization=sync or async.")
+
+
+class SameStepCartPole(CartPoleVectorEnv):
+    """Gymnasium's NumPy CartPole vector env with same-step autoreset, as the other modes give.
+
+    Gymnasium's version resets a finished sub-env on the *next* call to `step`, which then ignores that
+    sub-env's action and returns a dummy transition. Here the sub-env is reset in the step that ends its
+    episode: `step` returns the new episode's first observation and puts the last one in
+    `info["final_obs"]` (marked by `info["_final_obs"]`), as SyncVectorEnv's same-step mode does.
+    """
+
+    metadata = {**CartPoleVectorEnv.metadata, "autoreset_mode": AutoresetMode.SAME_STEP}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        self.prev_done[:] = False  # nothing left for the parent's next-step reset: it was done below
+        obs, reward, terminated, truncated, info = super().step(action)
+        done = terminated | truncated
+        if done.any():
+            info = {"final_obs": obs.copy(), "_final_obs": done}
+            self.state[:, done] = self.np_random.uniform(low=self.low, high=self.high, size=(4, int(done.sum())))
+            self.steps[done] = 0
+            self.prev_done[:] = False
+            obs[done] = self.state[:, done].T
+        return obs, reward, terminated, truncated, info
+
+
+class EpisodeStatistics(gym.vector.VectorWrapper):
+    """Episode returns and lengths of a same-step vector env, in `info["final_info"]["episode"]` where an
+    episode ends (`r`, `l`; `_episode` marks the sub-envs), as per-env RecordEpisodeStatistics put them."""
+
+    def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
+        self.returns = np.zeros(self.num_envs, dtype=np.float64)
+        self.lengths = np.zeros(self.num_envs, dtype=np.int64)
+        return self.env.reset(**kwargs)
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        obs, rewards, terminated, truncated, infos = self.env.step(actions)
+        self.returns += rewards
+        self.lengths += 1
+        done = terminated | truncated
+        if done.any():
+            final = dict(infos.get("final_info", {}))
+            final["episode"] = {"r": self.returns.copy(), "l": self.lengths.copy()}
+            final["_episode"] = done
+            infos = {**infos, "final_info": final}
+            self.returns[done] = 0.0
+            self.lengths[done] = 0
+        return obs, rewards, terminated, truncated, infos
+
+
+def make_vector_env(cfg: EnvConfig, num_envs: int) -> gym.vector.VectorEnv:
+    """env.vectorization=vector: the env's own vector implementation, same-step, with episode statistics."""
+    kwargs = dict(cfg.env_kwargs)
+    steps = cfg.max_episode_steps or gym.spec(cfg.id).max_episode_steps
+    if _is_gym_cartpole(cfg.id):
+        env: gym.vector.VectorEnv = SameStepCartPole(num_envs=num_envs, max_episode_steps=steps or 500, **kwargs)
+    else:
+        if steps is not None:
+            kwargs["max_episode_steps"] = steps
+        env = gym.make_vec(cfg.id, num_envs, vectorization_mode="vector_entry_point", vector_kwargs=kwargs)
+        mode = env.metadata.get("autoreset_mode")
+        if mode != AutoresetMode.SAME_STEP:
+            env.close()
+            raise ValueError(f"env.vectorization='vector': env.id={cfg.id!r}'s vector env has autoreset_mode "
+                             f"{mode!r}; the agents need AutoresetMode.SAME_STEP (set it in the class's metadata, "
+                             "with the last observation in info['final_obs']), or use env.vectorization=sync.")
+    if isinstance(env.single_action_space, gym.spaces.Box):
+        env = gym.wrappers.vector.ClipAction(env)
+    return EpisodeStatistics(env)
 
 
 def make_single_env(cfg: EnvConfig, training: bool, render_mode: str | None = None,
@@ -152,9 +250,12 @@ def make_env(cfg: EnvConfig, seed: int, num_envs: int | None = None, training: b
     evaluation (`training=False`) it is frozen and the reward is left unscaled. `video_dir` records the
     first episode of sub-env 0.
     """
-    vector_cls = gym.vector.AsyncVectorEnv if cfg.vectorization == "async" else gym.vector.SyncVectorEnv
-    env: gym.vector.VectorEnv = vector_cls(env_fns(cfg, num_envs, training, video_dir),
-                                           autoreset_mode=AutoresetMode.SAME_STEP)
+    env: gym.vector.VectorEnv
+    if cfg.vectorization == "vector" and training:  # evaluation keeps real per-env episodes (and videos)
+        env = make_vector_env(cfg, cfg.num_envs if num_envs is None else num_envs)
+    else:
+        vector_cls = gym.vector.AsyncVectorEnv if cfg.vectorization == "async" else gym.vector.SyncVectorEnv
+        env = vector_cls(env_fns(cfg, num_envs, training, video_dir), autoreset_mode=AutoresetMode.SAME_STEP)
     if cfg.normalize_obs:
         env = NormalizeObservation(env, clip=cfg.clip_obs, update=training)
     if cfg.normalize_reward and training:

@@ -27,6 +27,7 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from agents.common.envs import EnvConfig, find_wrapper, finished_episodes, make_env
 from agents.common.evaluate import evaluate, evaluation_metrics, video_files
 from agents.common.wrappers import NormalizeObservation, NormalizeReward
+from lab.accel import skip_nvml_recount
 from lab.checks import check_ints
 
 log = logging.getLogger("lab")
@@ -51,16 +52,23 @@ class RLModule(LightningModule):
     """Base class of our agents (not used on its own)."""
 
     def __init__(self, env: EnvConfig, total_timesteps: int, seed: int, gamma: float, eval_freq: int,
-                 eval_episodes: int, eval_deterministic: bool, log_interval: int, video: bool) -> None:
+                 eval_episodes: int, eval_deterministic: bool, log_interval: int, video: bool,
+                 torch_threads: int | None = None) -> None:
         super().__init__()
         check_ints("agent.", total_timesteps=(total_timesteps, 1), eval_freq=(eval_freq, 1), eval_episodes=(eval_episodes, 1),
                    log_interval=(log_interval, 1))
+        if torch_threads is not None:
+            check_ints("agent.", torch_threads=(torch_threads, 1))
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"agent.gamma={gamma!r} is not valid: it must be in [0, 1].")
         self.env_cfg = env
         self.total_timesteps, self.seed, self.gamma = total_timesteps, seed, gamma
         self.eval_freq, self.eval_episodes, self.eval_deterministic = eval_freq, eval_episodes, eval_deterministic
         self.log_interval, self.video = log_interval, video
+        # Torch's intra-op threads while training (None: torch's default, one per core). Small MLP agents
+        # run fastest on one: their ops are too small to split, and the threads' hand-offs cost more.
+        self.torch_threads = torch_threads
+        self._threads_before: int | None = None
         self.automatic_optimization = False
         self.envs: gym.vector.VectorEnv | None = None
         self.eval_envs: gym.vector.VectorEnv | None = None
@@ -127,6 +135,10 @@ class RLModule(LightningModule):
         return self.seed + offset + self.global_rank * self.env_cfg.num_envs
 
     def setup(self, stage: str) -> None:
+        skip_nvml_recount()  # for runs that build their own Trainer, as lab.run does for every run
+        if stage == "fit" and self.torch_threads is not None and self._threads_before is None:
+            self._threads_before = torch.get_num_threads()
+            torch.set_num_threads(self.torch_threads)
         # Adam's second moments of tiny RL gradients turn denormal, which x86 CPUs compute ~100x slower
         # (measured: DQN CartPole 870 -> 1040 env steps/s); flushing them to zero changes no result here.
         torch.set_flush_denormal(True)
@@ -141,6 +153,9 @@ class RLModule(LightningModule):
         return env
 
     def teardown(self, stage: str) -> None:
+        if self._threads_before is not None:  # the process's thread count as it was (tests run many agents)
+            torch.set_num_threads(self._threads_before)
+            self._threads_before = None
         norm = find_wrapper(self.envs, NormalizeObservation) if self.envs is not None else None
         if norm is not None and self._saved_obs_rms is None:
             self._saved_obs_rms = norm.state_dict()  # the final evaluation runs after the training envs close
@@ -175,13 +190,62 @@ class RLModule(LightningModule):
             # A fused optimizer (the presets' Adam) unscales inside its own step, so Lightning left the gradients
             # scaled: unscale them here (GradScaler then tells the fused step they are unscaled).
             scaler.unscale_(optimizer)
-        # torch's clip, not Lightning's clip_gradients: under mixed precision that refuses fused optimizers
-        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], self.max_grad_norm)
+        # Not Lightning's clip_gradients: under mixed precision that refuses fused optimizers. torch's
+        # clip_grad_norm_ arithmetic (total 2-norm; scale by max_norm / (norm + 1e-6), at most 1), without its
+        # per-call grouping by device and dtype, which costs as much as the arithmetic for small nets.
+        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        if grads:
+            norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+            torch._foreach_mul_(grads, (self.max_grad_norm / (norm + 1e-6)).clamp_(max=1.0))
+
+    _direct_step = False  # set in on_train_start: see hooks_do_nothing
+
+    def hooks_do_nothing(self) -> bool:
+        """True when Lightning's per-step machinery around backward and optimizer.step would do nothing but
+        count: one device, 32-bit precision (no grad scaler, no autocast), no profiler, and no callback or
+        module override of the backward and optimizer-step hooks. Then `optimizer_step_on` calls torch
+        directly (0.3-0.5 ms less per minibatch); DDP's gradient averaging, mixed precision and any user
+        callback that hooks these steps take Lightning's path, unchanged."""
+        from lightning.pytorch import Callback, LightningModule
+        from lightning.pytorch.plugins.precision import Precision
+        from lightning.pytorch.profilers import PassThroughProfiler
+        from lightning.pytorch.strategies import SingleDeviceStrategy
+
+        trainer = self.trainer
+        hooks = ("on_before_backward", "on_after_backward", "on_before_optimizer_step", "on_before_zero_grad")
+        if type(trainer.strategy) is not SingleDeviceStrategy or type(trainer.precision_plugin) is not Precision:
+            return False
+        if not isinstance(trainer.profiler, PassThroughProfiler):
+            return False
+        if any(getattr(type(cb), h) is not getattr(Callback, h) for cb in trainer.callbacks for h in hooks):
+            return False
+        own = {"on_before_optimizer_step": RLModule.on_before_optimizer_step}  # our clipping, called directly
+        return all(getattr(type(self), h) is own.get(h, getattr(LightningModule, h))
+                   for h in (*hooks, "backward", "optimizer_step", "optimizer_zero_grad"))
+
+    def optimizer_step_on(self, loss: torch.Tensor, opt: Any) -> None:
+        """zero_grad, backward, gradient clipping and the optimizer step for one minibatch's loss: through
+        Lightning (`manual_backward`, `LightningOptimizer.step`) or, where its hooks would do nothing
+        (`hooks_do_nothing`), straight to torch with the same clipping and the same step count."""
+        if not self._direct_step:
+            opt.zero_grad()
+            self.manual_backward(loss)
+            opt.step()  # clips the gradients first (on_before_optimizer_step)
+            return
+        optimizer = opt.optimizer
+        optimizer.zero_grad()
+        loss.backward()
+        progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+        progress.increment_ready()  # what LightningOptimizer.step counts (trainer.global_step, checkpoints)
+        self.on_before_optimizer_step(optimizer)
+        optimizer.step()
+        progress.increment_completed()
 
     def train_dataloader(self) -> _Iterations:
         return _Iterations(self)
 
     def on_train_start(self) -> None:
+        self._direct_step = self.hooks_do_nothing()
         self._clock = {"start": time.perf_counter(), "eval": 0.0, "seconds0": self.train_seconds,
                        "steps0": self.env_steps}
         self._last_log_step = self.env_steps

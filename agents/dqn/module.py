@@ -10,7 +10,7 @@ prioritized replay; the loss is Huber (SB3's smooth L1) or MSE, with gradient-no
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -65,9 +65,10 @@ class DQN(RLModule):
         eval_deterministic: bool = True,
         log_interval: int = 1000,
         video: bool = True,
+        torch_threads: int | None = None,
     ) -> None:
         super().__init__(env, total_timesteps, seed, gamma, eval_freq, eval_episodes, eval_deterministic,
-                         log_interval, video)
+                         log_interval, video, torch_threads)
         check_ints("agent.", buffer_size=(buffer_size, 1), batch_size=(batch_size, 1), train_freq=(train_freq, 1),
                    target_update_interval=(target_update_interval, 1), n_step=(n_step, 1),
                    learning_starts=(learning_starts, 0), gradient_steps=(gradient_steps, -1))
@@ -149,9 +150,10 @@ class DQN(RLModule):
         greedy = self.q_net(torch.as_tensor(obs, device=self.device)).argmax(-1).cpu().numpy()
         return np.where(explore, random_actions, greedy)
 
+    @torch.no_grad()  # the target stays a leaf without gradients: in-place copies from q_net would join its graph
     def update_target(self) -> None:
-        if self.tau >= 1.0:
-            self.q_target.load_state_dict(self.q_net.state_dict())
+        if self.tau >= 1.0:  # a hard copy (what load_state_dict does, without its key matching: 10x faster)
+            torch._foreach_copy_(list(self.q_target.parameters()), list(self.q_net.parameters()))
         else:
             torch._foreach_lerp_(list(self.q_target.parameters()), list(self.q_net.parameters()), self.tau)
 
@@ -181,37 +183,60 @@ class DQN(RLModule):
                 group["lr"] = self.learning_rate * (progress if self.anneal_lr else 1.0)
             beta = self.per_beta + (1.0 - self.per_beta) * (1.0 - progress)
             n_updates = self.gradient_steps if self.gradient_steps > 0 else self.steps_per_iteration
+            batches = self.sample_batches(n_updates, beta)
             losses, qs = [], []
-            for _ in range(n_updates):
-                sample = buf.sample(self.batch_size, self.rng, self.gamma, self.n_step, beta)
-                b = {k: torch.as_tensor(v, device=self.device) for k, v in sample.items() if k != "index"}
-                with torch.no_grad():
-                    q_next_target = self.q_target(b["next_obs"])
-                    if self.double_q:  # online net picks, target net evaluates (van Hasselt et al., 2016)
-                        best = self.q_net(b["next_obs"]).argmax(-1, keepdim=True)
-                        q_next = q_next_target.gather(-1, best).squeeze(-1)
-                    else:
-                        q_next = q_next_target.max(-1).values
-                    target = b["returns"] + b["discounts"] * q_next
-                q = self.q_net(b["obs"]).gather(-1, b["actions"].long().unsqueeze(-1)).squeeze(-1)
-                if self.loss_name == "huber":
-                    elementwise = F.smooth_l1_loss(q, target, reduction="none")
-                else:
-                    elementwise = F.mse_loss(q, target, reduction="none")
-                loss = (b["weights"] * elementwise).mean()
-
-                opt.zero_grad()
-                self.manual_backward(loss)
-                opt.step()  # clips the gradients first (RLModule.on_before_optimizer_step)
-
+            for b in batches:
+                q = self.q_net(b["obs"]).gather(-1, b["action_index"]).squeeze(-1)
+                loss_fn = F.smooth_l1_loss if self.loss_name == "huber" else F.mse_loss
+                if self.prioritized:  # importance weights
+                    loss = (b["weights"] * loss_fn(q, b["target"], reduction="none")).mean()
+                else:  # uniform replay: weights of 1, the plain mean
+                    loss = loss_fn(q, b["target"])
+                self.optimizer_step_on(loss, opt)  # clips the gradients first (RLModule.on_before_optimizer_step)
                 if self.prioritized:
-                    buf.update_priorities(sample["index"], (target - q).detach().cpu().numpy())
+                    self.buffer.update_priorities(b["index"], (b["target"] - q).detach().cpu().numpy())
                 losses.append(loss.detach())
                 qs.append(q.detach().mean())
-            metrics["train/loss"] = torch.stack(losses).mean().item()
-            metrics["train/q_values"] = torch.stack(qs).mean().item()
+            loss_mean, q_mean = torch.stack([torch.stack(losses).mean(), torch.stack(qs).mean()]).tolist()
+            metrics["train/loss"], metrics["train/q_values"] = loss_mean, q_mean
             metrics["train/learning_rate"] = opt.param_groups[0]["lr"]
         self.end_iteration(metrics)
+
+    @torch.no_grad()
+    def td_targets(self, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        """r + discount * max_a Q_target(s', a), or Q_target(s', argmax_a Q(s', a)) with double_q."""
+        q_next_target = self.q_target(b["next_obs"])
+        if self.double_q:  # online net picks, target net evaluates (van Hasselt et al., 2016)
+            best = self.q_net(b["next_obs"]).argmax(-1, keepdim=True)
+            q_next = q_next_target.gather(-1, best).squeeze(-1)
+        else:
+            q_next = q_next_target.max(-1).values
+        return b["returns"] + b["discounts"] * q_next
+
+    def sample_batches(self, n: int, beta: float) -> Iterator[dict[str, torch.Tensor]]:
+        """The iteration's `n` minibatches, each with its TD target.
+
+        The replay buffer and the target network stay fixed during an iteration's gradient steps, so with
+        uniform replay all `n` batches are drawn at once (the same random numbers, in the same order, as
+        `n` draws of one batch) and their targets come from one target-network forward pass. Prioritized
+        replay changes the sampling distribution after every step, and double Q-learning's targets use the
+        online network as it is at that step: both draw and compute per step.
+        """
+        if self.prioritized or self.double_q:
+            for _ in range(n):
+                sample = self.buffer.sample(self.batch_size, self.rng, self.gamma, self.n_step, beta)
+                b = {k: torch.as_tensor(v, device=self.device) for k, v in sample.items() if k != "index"}
+                b["target"], b["index"] = self.td_targets(b), sample["index"]
+                b["action_index"] = b["actions"].long().unsqueeze(-1)
+                yield b
+            return
+        sample = self.buffer.sample(n * self.batch_size, self.rng, self.gamma, self.n_step, beta)
+        b = {k: torch.as_tensor(sample[k], device=self.device) for k in ("obs", "actions", "returns", "discounts",
+                                                                         "next_obs")}
+        batch = {"obs": b["obs"], "action_index": b["actions"].long().unsqueeze(-1), "target": self.td_targets(b)}
+        for i in range(n):
+            rows = slice(i * self.batch_size, (i + 1) * self.batch_size)
+            yield {k: v[rows] for k, v in batch.items()}
 
     def extra_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"vector_steps": self.vector_steps}

@@ -58,9 +58,11 @@ class PPO(RLModule):
         eval_deterministic: bool = True,
         log_interval: int = 2048,
         video: bool = True,
+        torch_threads: int | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__(env, total_timesteps, seed, gamma, eval_freq, eval_episodes, eval_deterministic,
-                         log_interval, video)
+                         log_interval, video, torch_threads)
         check_ints("agent.", num_steps=(num_steps, 1), batch_size=(batch_size, 1), update_epochs=(update_epochs, 1))
         rollout = num_steps * env.num_envs
         if batch_size > rollout:
@@ -84,6 +86,10 @@ class PPO(RLModule):
         self.policy: ActorCritic | None = None
         self.buffer: RolloutBuffer | None = None
         self.generator = torch.Generator().manual_seed(seed)  # minibatch shuffling
+        # torch.compile of the minibatch loss (forward and, through AOTAutograd, backward): fused kernels,
+        # about 2.7x faster per minibatch on this CPU, for ~30 s of compilation once per process.
+        self.compile = compile
+        self.loss_fn: Callable[..., tuple[torch.Tensor, torch.Tensor]] = ppo_loss
 
     @property
     def steps_per_iteration(self) -> int:
@@ -108,6 +114,8 @@ class PPO(RLModule):
         return self.optimizer_factory(self.policy.parameters(), lr=self.learning_rate)
 
     def on_fit_start(self) -> None:
+        if self.compile and self.loss_fn is ppo_loss:
+            self.loss_fn = torch.compile(ppo_loss)
         # Not in `setup`: the Trainer moves the module to its device after setup, and the buffer lives there.
         if self.buffer is None or self.buffer.obs.device != self.device:
             obs_space, action_space = self.spaces()
@@ -126,22 +134,21 @@ class PPO(RLModule):
         opt = self.optimizers()
         buf, envs = self.buffer, self.envs
 
-        # 1. Rollout: num_steps vector steps with the current policy.
+        # 1. Rollout: num_steps vector steps with the current policy, written into the preallocated buffer.
         buf.final_values.zero_()
         with torch.inference_mode():
             for t in range(self.num_steps):
                 obs = torch.as_tensor(self.next_obs, device=self.device)
                 action, logprob, value = self.policy.act(obs)
-                next_obs, reward, terminated, truncated, infos = envs.step(action.cpu().numpy())
-                buf.obs[t], buf.actions[t], buf.logprobs[t], buf.values[t] = obs, action, logprob, value
-                buf.rewards[t] = torch.as_tensor(reward)
-                buf.terminated[t] = torch.as_tensor(terminated)
-                buf.truncated[t] = torch.as_tensor(truncated)
+                action_np = action.cpu().numpy()
+                next_obs, reward, terminated, truncated, infos = envs.step(action_np)
+                buf.add(t, self.next_obs, action, logprob, value, reward, terminated, truncated)
                 cut = truncated & ~terminated
                 if cut.any():  # time limit: bootstrap from the observation before the autoreset
                     final = final_observations(next_obs, infos, cut)[cut]
                     buf.final_values[t, torch.as_tensor(cut)] = self.policy.value(torch.as_tensor(final, device=self.device))
-                self.record_episodes(infos)
+                if "final_info" in infos:
+                    self.record_episodes(infos)
                 self.next_obs = next_obs
             self.env_steps += self.global_steps_per_iteration
 
@@ -155,52 +162,61 @@ class PPO(RLModule):
         clip = self.clip_coef * (progress if self.anneal_clip else 1.0)
         for group in opt.param_groups:
             group["lr"] = lr
+        clip_t = torch.tensor(clip, device=self.device)  # a tensor: a compiled loss is not rebuilt as clip decays
 
-        # 4. Update epochs over shuffled minibatches.
-        stats: dict[str, list[float]] = {k: [] for k in ("pg_loss", "v_loss", "entropy", "approx_kl", "clip_frac")}
-        stop = False
+        # 4. Update epochs over shuffled minibatches. Statistics stay tensors (summed, read once at the end):
+        # reading each minibatch's would cost a host sync per minibatch on a GPU.
+        totals = torch.zeros(len(STATS), device=self.device)
+        n_minibatches, stop = 0, False
         for _ in range(self.update_epochs):
             for mb in buf.minibatches(self.batch_size, self.generator):
-                logprob, entropy, value = self.policy.evaluate_actions(mb["obs"], mb["actions"])
-                log_ratio = logprob - mb["logprobs"]
-                ratio = log_ratio.exp()
-                with torch.no_grad():
-                    approx_kl = ((ratio - 1) - log_ratio).mean().item()  # Schulman's k3 estimator
-                if self.target_kl is not None and approx_kl > 1.5 * self.target_kl:
-                    stop = True
+                loss, stats = self.loss_fn(self.policy, mb, clip_t, self.clip_vloss, self.norm_adv, self.ent_coef,
+                                           self.vf_coef)
+                if self.target_kl is not None and stats[STATS.index("approx_kl")].item() > 1.5 * self.target_kl:
+                    stop = True  # this minibatch's policy already moved too far: no step on it
                     break
-                adv = mb["advantages"]
-                if self.norm_adv and adv.numel() > 1:
-                    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip)).mean()
-                if self.clip_vloss:
-                    v_clipped = mb["values"] + (value - mb["values"]).clamp(-clip, clip)
-                    v_loss = torch.max((value - mb["returns"]) ** 2, (v_clipped - mb["returns"]) ** 2).mean()
-                else:
-                    v_loss = ((value - mb["returns"]) ** 2).mean()
-                entropy_mean = entropy.mean()
-                loss = pg_loss - self.ent_coef * entropy_mean + self.vf_coef * v_loss
-
-                opt.zero_grad()
-                self.manual_backward(loss)
-                opt.step()  # clips the gradients first (RLModule.on_before_optimizer_step)
-
-                stats["pg_loss"].append(pg_loss.item())
-                stats["v_loss"].append(v_loss.item())
-                stats["entropy"].append(entropy_mean.item())
-                stats["approx_kl"].append(approx_kl)
-                stats["clip_frac"].append(((ratio - 1).abs() > clip).float().mean().item())
+                self.optimizer_step_on(loss, opt)  # clips the gradients first (RLModule.on_before_optimizer_step)
+                totals += stats
+                n_minibatches += 1
             if stop:
                 break
 
         values, returns = buf.values.flatten(), buf.returns.flatten()
-        var_returns = returns.var().item()
-        metrics: dict[str, Any] = {f"train/{k}": float(np.mean(v)) for k, v in stats.items() if v}
-        metrics["train/clip_fraction"] = metrics.pop("train/clip_frac", 0.0)
+        var_returns, var_residual = torch.stack([returns.var(), (returns - values).var()]).tolist()
+        metrics: dict[str, Any] = {}
+        if n_minibatches:
+            metrics.update({f"train/{k}": v / n_minibatches for k, v in zip(STATS, totals.tolist(), strict=True)})
         metrics.update({
-            "train/explained_variance": float("nan") if var_returns == 0 else 1 - (returns - values).var().item() / var_returns,
+            "train/explained_variance": float("nan") if var_returns == 0 else 1 - var_residual / var_returns,
             "train/learning_rate": lr, "train/clip_range": clip, "train/early_stop": float(stop),
         })
         if not self.policy.discrete:
             metrics["train/std"] = self.policy.log_std.exp().mean().item()
         self.end_iteration(metrics)
+
+
+STATS = ("pg_loss", "v_loss", "entropy", "approx_kl", "clip_fraction")
+
+
+def ppo_loss(policy: ActorCritic, mb: dict[str, torch.Tensor], clip: torch.Tensor | float, clip_vloss: bool,
+             norm_adv: bool, ent_coef: float, vf_coef: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO's loss on one minibatch, and its statistics (detached, in the order of STATS)."""
+    logprob, entropy, value = policy.evaluate_actions(mb["obs"], mb["actions"])
+    log_ratio = logprob - mb["logprobs"]
+    ratio = log_ratio.exp()
+    adv = mb["advantages"]
+    if norm_adv and adv.numel() > 1:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip)).mean()
+    if clip_vloss:
+        v_clipped = mb["values"] + (value - mb["values"]).clamp(-clip, clip)
+        v_loss = torch.max((value - mb["returns"]) ** 2, (v_clipped - mb["returns"]) ** 2).mean()
+    else:
+        v_loss = ((value - mb["returns"]) ** 2).mean()
+    entropy_mean = entropy.mean()
+    loss = pg_loss - ent_coef * entropy_mean + vf_coef * v_loss
+    with torch.no_grad():
+        approx_kl = ((ratio - 1) - log_ratio).mean()  # Schulman's k3 estimator
+        clip_fraction = ((ratio - 1).abs() > clip).float().mean()
+        stats = torch.stack([pg_loss, v_loss, entropy_mean, approx_kl, clip_fraction])
+    return loss, stats

@@ -1,14 +1,16 @@
-"""PPO actor-critics: separate MLP towers (SB3's MlpPolicy) or a shared Nature CNN (CnnPolicy)."""
+"""PPO actor-critics: separate MLP towers (SB3's MlpPolicy, computed as one TwinMLP) or a shared Nature CNN
+(CnnPolicy)."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from gymnasium import spaces
 from torch import nn
 
-from agents.common.nets import NatureCNN, check_encoder, mlp, orthogonal_init
+from agents.common.nets import NatureCNN, TwinMLP, check_encoder, orthogonal_init
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -24,29 +26,43 @@ class ActorCritic(nn.Module):
         check_encoder(obs_shape, encoder)
         self.discrete = isinstance(action_space, spaces.Discrete)
         out = int(action_space.n) if self.discrete else int(math.prod(action_space.shape))
+        self.body: NatureCNN | TwinMLP
         if encoder == "nature_cnn":  # one shared encoder, linear heads on top
-            self.pi_body = NatureCNN(obs_shape[0])
-            self.vf_body = None
-            pi_dim = vf_dim = self.pi_body.out_dim
+            self.body = NatureCNN(obs_shape[0])
         else:  # separate towers, like SB3's default net_arch=dict(pi=[64, 64], vf=[64, 64])
-            self.pi_body, pi_dim = mlp(obs_shape[0], net_arch, activation)
-            self.vf_body, vf_dim = mlp(obs_shape[0], net_arch, activation)
+            self.body = TwinMLP(obs_shape[0], net_arch, activation)
             if ortho_init:
-                orthogonal_init(self.pi_body, math.sqrt(2))
-                orthogonal_init(self.vf_body, math.sqrt(2))
-        self.pi_head = nn.Linear(pi_dim, out)  # logits or Gaussian mean
-        self.vf_head = nn.Linear(vf_dim, 1)
+                orthogonal_init(self.body, math.sqrt(2))
+        self.pi_head = nn.Linear(self.body.out_dim, out)  # logits or Gaussian mean
+        self.vf_head = nn.Linear(self.body.out_dim, 1)
         if ortho_init:
             orthogonal_init(self.pi_head, 0.01)
             orthogonal_init(self.vf_head, 1.0)
         self.log_std = None if self.discrete else nn.Parameter(torch.full((out,), float(log_std_init)))
 
-    def _features(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pi = self.pi_body(obs)
-        return pi, (pi if self.vf_body is None else self.vf_body(obs))
+    def features(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(policy features, value features), each (B, width): the towers' outputs, or the CNN's twice."""
+        if isinstance(self.body, TwinMLP):
+            return self.body(obs)
+        h = self.body(obs)
+        return h, h
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # Checkpoints written before the towers were stacked hold two nn.Sequential towers, pi_body and vf_body.
+        old = [k for k in state_dict if k.startswith((prefix + "pi_body.", prefix + "vf_body."))]
+        if old and isinstance(self.body, TwinMLP):
+            for i in range(len(self.body.widths)):
+                w = [state_dict.pop(f"{prefix}{t}_body.{2 * i}.weight") for t in ("pi", "vf")]
+                b = [state_dict.pop(f"{prefix}{t}_body.{2 * i}.bias") for t in ("pi", "vf")]
+                state_dict[f"{prefix}body.weights.{i}"] = torch.stack(w).transpose(1, 2)  # (2, in, out)
+                state_dict[f"{prefix}body.biases.{i}"] = torch.stack(b)[:, None]
+        elif old:  # the shared CNN was pi_body
+            for k in old:
+                state_dict[prefix + "body." + k[len(prefix + "pi_body."):]] = state_dict.pop(k)
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:  # (B, *obs) -> (B,)
-        return self.vf_head(self._features(obs)[1]).squeeze(-1)
+        return self.vf_head(self.features(obs)[1]).squeeze(-1)
 
     def _log_prob(self, out: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(log pi(a|s), entropy), each (B,)."""
@@ -62,13 +78,17 @@ class ActorCritic(nn.Module):
 
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(action, log pi(action|s), V(s)) for a batch of observations."""
-        pi, vf = self._features(obs)
+        pi, vf = self.features(obs)
         out = self.pi_head(pi)
         if self.discrete:
             if deterministic:
                 action = out.argmax(-1)
             else:
-                action = torch.multinomial(torch.softmax(out, -1), 1).squeeze(-1)
+                # inverse-CDF sampling: the first action whose cumulative probability exceeds u ~ U(0, 1);
+                # the same distribution as torch.multinomial, in a third of its time for a few actions
+                u = torch.rand(out.shape[0], 1, device=out.device)
+                below = (torch.softmax(out, -1).cumsum(-1) <= u).sum(-1)
+                action = below.clamp_(max=out.shape[-1] - 1)  # u beyond a rounded-down total
         else:
             action = out if deterministic else out + torch.exp(self.log_std) * torch.randn_like(out)
         logp, _ = self._log_prob(out, action)
@@ -77,6 +97,6 @@ class ActorCritic(nn.Module):
     def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
                                                                                  torch.Tensor]:
         """(log pi(a|s), entropy, V(s)), each (B,), with gradients."""
-        pi, vf = self._features(obs)
+        pi, vf = self.features(obs)
         logp, entropy = self._log_prob(self.pi_head(pi), actions)
         return logp, entropy, self.vf_head(vf).squeeze(-1)

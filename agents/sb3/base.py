@@ -107,7 +107,11 @@ class SB3Agent:
     algorithm: type[BaseAlgorithm]
 
     def __init__(self, env: EnvConfig, total_timesteps: int, seed: int, gamma: float, encoder: str, eval_freq: int,
-                 eval_episodes: int, eval_deterministic: bool, log_interval: int, video: bool) -> None:
+                 eval_episodes: int, eval_deterministic: bool, log_interval: int, video: bool,
+                 torch_threads: int | None = None) -> None:
+        if torch_threads is not None:
+            check_ints("agent.", torch_threads=(torch_threads, 1))
+        self.torch_threads = torch_threads  # None: torch's default (one per core), as SB3's users run it
         check_ints("agent.", total_timesteps=(total_timesteps, 1), eval_freq=(eval_freq, 1),
                    eval_episodes=(eval_episodes, 1), log_interval=(log_interval, 1))
         self.env_cfg, self.total_timesteps, self.seed, self.gamma = env, total_timesteps, seed, gamma
@@ -187,6 +191,8 @@ class SB3Agent:
 
     def learn(self, loggers: list[Logger], ckpt_dir: Path) -> BaseAlgorithm:
         """SB3's training loop with the lab's evaluation, checkpoints and loggers; returns the trained model."""
+        if self.torch_threads is not None:
+            torch.set_num_threads(self.torch_threads)
         venv = self.make_vec_env()
         model = self.algorithm(self.policy, venv, seed=self.seed, device=self.device, **self.kwargs)
         model.set_logger(SB3Logger(folder=None, output_formats=[_ToLabLoggers(loggers, self.log_interval)]))

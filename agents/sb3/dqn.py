@@ -32,9 +32,9 @@ class SB3DQN(SB3Agent):
                  per_beta: float = 0.4, loss: str = "huber", encoder: str = "mlp", net_arch: tuple[int, ...] = (64, 64),
                  activation: str = "relu", save_replay_buffer: bool = False, eval_freq: int = 5000,
                  eval_episodes: int = 10, eval_deterministic: bool = True, log_interval: int = 1000,
-                 video: bool = True) -> None:
+                 video: bool = True, torch_threads: int | None = None) -> None:
         super().__init__(env, total_timesteps, seed, gamma, encoder, eval_freq, eval_episodes, eval_deterministic,
-                         log_interval, video)
+                         log_interval, video, torch_threads)
         # per_alpha and per_beta only act with prioritized replay, which SB3's DQN lacks: a changed value would be
         # silently ignored, so it is refused like the options themselves.
         for key, value, plain in (("double_q", double_q, False), ("dueling", dueling, False),

@@ -27,9 +27,12 @@ class SB3PPO(SB3Agent):
                  target_kl: float | None = None, encoder: str = "mlp", net_arch: tuple[int, ...] = (64, 64),
                  activation: str = "tanh", ortho_init: bool = True, log_std_init: float = 0.0, eval_freq: int = 5000,
                  eval_episodes: int = 10, eval_deterministic: bool = True, log_interval: int = 2048,
-                 video: bool = True) -> None:
+                 video: bool = True, torch_threads: int | None = None, compile: bool = False) -> None:
         super().__init__(env, total_timesteps, seed, gamma, encoder, eval_freq, eval_episodes, eval_deterministic,
-                         log_interval, video)
+                         log_interval, video, torch_threads)
+        if compile:
+            raise ValueError("agent.compile=true: Stable-Baselines3's PPO has no compiled update; it is an option of "
+                             "agent=ppo only.")
         if batch_size > num_steps * env.num_envs:
             raise ValueError(f"agent.batch_size={batch_size} is larger than the rollout, agent.num_steps x "
                              f"env.num_envs = {num_steps * env.num_envs}.")

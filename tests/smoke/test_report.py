@@ -35,6 +35,14 @@ def test_html_report_of_a_sweep(sweep):
     assert "data:video/mp4;base64," in page  # the best runs' evaluation videos, embedded
     runs = find_runs(sweep)
     assert {r.label for r in runs} == {"agent.clip_coef=0.1", "agent.clip_coef=0.2"}  # seeds share a curve
+    # over seeds (rliable): one IQM row per configuration, and the performance profile
+    seeds = page.split("over seeds</h2>")[1].split("</table>")[0]
+    assert seeds.count("<tr><td>") == 2 and "performance profile" in page
+    for clip in ("0.1", "0.2"):
+        finals = [r.result["metrics"][r.result["optimized_metric"]] for r in runs if f"agent.clip_coef={clip}" in r.overrides]
+        row = seeds.split(f"agent.clip_coef={clip}")[1].split("</tr>")[0]
+        iqm = float(row.split("<td>")[2].split("</td>")[0])  # two runs: the IQM is their mean
+        assert len(finals) == 2 and iqm == pytest.approx(sum(finals) / 2, rel=1e-5)
 
 
 def screenshot(page, shot, width: int, height: int):

@@ -119,3 +119,6 @@ def test_launchers_run_the_sweep_and_summarize(launcher, tmp_path):
         rows = list(csv.DictReader(f))
     assert sorted(r["overrides"].split()[1] for r in rows) == ["seed=0", "seed=1"]
     assert all(r["status"] == "ok" and r["eval/return"] for r in rows)
+    summary = (sweep / "summary.md").read_text()  # the two seeds of one configuration: their IQM and its CI
+    iqm = summary.split("interquartile mean, 95 % bootstrap CI (rliable)")[1].splitlines()
+    assert [line.split(" | ")[1] for line in iqm if line.startswith("| experiment=ppo_cartpole")] == ["2"]

@@ -100,3 +100,19 @@ def test_replay_state_round_trip():
     small = ReplayBuffer(4, num_envs=2, obs_shape=(1,), obs_dtype=np.float32)
     with pytest.raises(ValueError, match="buffer_size"):
         small.load_state_dict(buf.state_dict())
+
+
+@pytest.mark.parametrize("n_step", [1, 3])
+def test_one_draw_of_many_batches_is_many_draws_of_one(n_step):
+    """DQN draws an iteration's uniform minibatches at once: the same transitions, in the same order, as one
+    draw per gradient step from the same random state."""
+    buf = ReplayBuffer(buffer_size=50, num_envs=2, obs_shape=(3,), obs_dtype=np.float32)
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        buf.add(rng.normal(size=(2, 3)), rng.normal(size=(2, 3)), rng.integers(0, 2, 2), rng.normal(size=2),
+                rng.random(2) < 0.1, rng.random(2) < 0.05)
+    once = buf.sample(4 * 8, np.random.default_rng(7), G, n_step)
+    r = np.random.default_rng(7)
+    steps = [buf.sample(8, r, G, n_step) for _ in range(4)]
+    for k in once:
+        np.testing.assert_array_equal(once[k], np.concatenate([s[k] for s in steps]))

@@ -126,3 +126,56 @@ def test_ddp_processes_merge_normalization_statistics_into_those_of_all_their_da
     assert all(torch.allclose(same[k], norms[0].state_dict()[k]) for k in same)
     for e in envs:
         e.close()
+
+
+def _physics(state: np.ndarray, action: int) -> tuple[np.ndarray, bool]:
+    """One step of Gymnasium's single CartPoleEnv from `state`: the known answer."""
+    single = gym.make("CartPole-v1").unwrapped
+    single.reset(seed=0)
+    single.state = np.array(state, dtype=np.float64)
+    obs, _, terminated, _, _ = single.step(action)
+    return obs, terminated
+
+
+def test_vector_cartpole_resets_in_the_step_that_ends_an_episode():
+    """env.vectorization=vector: termination and truncation as the sync mode gives them. The ending step
+    returns reward 1, the physics' last observation in final_obs and a fresh first observation; the next
+    step is a real transition of the new episode (reward 1, the action acted on), not Gymnasium's
+    next-step dummy (reward 0, action ignored)."""
+    env = make_env(EnvConfig(id="CartPole-v1", num_envs=3, vectorization="vector", max_episode_steps=4), seed=0)
+    env.reset(seed=0)
+    inner = env.unwrapped
+    falling = [0.0, 0.0, 0.2, 2.0]  # sub-env 0 leaves the 12-degree band in this step: terminated
+    inner.state[:, 0] = falling
+    start = inner.state.copy()
+    actions = np.array([1, 0, 1])
+    obs, reward, term, trunc, infos = env.step(actions)
+    expected, ended = _physics(falling, 1)
+    assert ended and term.tolist() == [True, False, False] and not trunc.any()
+    np.testing.assert_allclose(infos["final_obs"][0], expected, rtol=1e-6)
+    np.testing.assert_allclose(final_observations(obs, infos, term | trunc)[0], expected, rtol=1e-6)
+    assert np.abs(obs[0]).max() <= 0.05  # the new episode's first observation
+    np.testing.assert_allclose(obs[1], _physics(start[:, 1], 0)[0], rtol=1e-6)
+    assert reward.tolist() == [1.0, 1.0, 1.0]
+    assert finished_episodes(infos) == [(0, 1.0, 1)]
+
+    fresh = inner.state[:, 0].copy()
+    obs, reward, term, trunc, infos = env.step(np.array([0, 1, 1]))  # a real step of sub-env 0's new episode
+    assert reward.tolist() == [1.0, 1.0, 1.0] and not (term | trunc).any()
+    np.testing.assert_allclose(obs[0], _physics(fresh, 0)[0], rtol=1e-6)
+
+    for _ in range(2):  # sub-envs 1 and 2 reach max_episode_steps=4: truncated, 4 rewards each
+        obs, reward, term, trunc, infos = env.step(np.array([0, 1, 0]))
+    assert trunc.tolist() == [False, True, True] and not term[1:].any()
+    assert finished_episodes(infos) == [(1, 4.0, 4), (2, 4.0, 4)]
+    assert infos["_final_obs"].tolist() == [False, True, True]
+    assert np.abs(obs[1:]).max() <= 0.05 and inner.steps.tolist() == [3, 0, 0]
+
+
+def test_vector_mode_refuses_what_it_cannot_build():
+    with pytest.raises(ValueError, match="frame_stack"):
+        EnvConfig(id="CartPole-v1", vectorization="vector", frame_stack=2)
+    with pytest.raises(ValueError, match="no vector implementation"):
+        EnvConfig(id="MountainCar-v0", vectorization="vector")
+    with pytest.raises(ValueError, match="valid choices: sync, async, vector"):
+        EnvConfig(id="CartPole-v1", vectorization="threads")
