@@ -42,7 +42,6 @@ PIECES: list[tuple[str, str, str, bool]] = [
     ("target network update", "agents.dqn.module:DQN", "update_target", True),
     ("minibatch forward (evaluate_actions)", "agent.policy", "evaluate_actions", True),
     ("PPO loss (forward + loss)", "agents.ppo.module:ppo_loss", "", True),
-    ("DQN loss (forward + loss)", "agents.dqn.module:dqn_loss", "", True),
     ("backward (Lightning manual_backward)", "agents.common.module:RLModule", "manual_backward", True),
     ("backward (Tensor.backward)", "torch:Tensor", "backward", True),
     ("optimizer step incl. hooks (LightningOptimizer.step)", "lightning.pytorch.core.optimizer:LightningOptimizer",
