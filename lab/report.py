@@ -172,6 +172,13 @@ def plot_png(runs: list[Run], key: str) -> str | None:
     ax.grid(alpha=0.3)
     if len(groups) <= 8:
         ax.legend(fontsize=7)
+    return figure_png(fig)
+
+
+def figure_png(fig: Any) -> str:
+    """A matplotlib figure as a base64 PNG (closed afterwards)."""
+    import matplotlib.pyplot as plt
+
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=90)
@@ -211,11 +218,7 @@ def across_seeds(runs: list[Run], metric: str | None) -> str:
     ax.set_title("performance profile (95 % bootstrap bands)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    png = base64.b64encode(buf.getvalue()).decode()
+    png = figure_png(fig)
     return (f"<h2>{html.escape(metric)} over seeds</h2><p>Interquartile mean of the runs' final {html.escape(metric)} "
             "with a stratified-bootstrap 95 % confidence interval, and the performance profile (Agarwal et al., 2021; "
             f"rliable).</p>{table}<img class='plot' alt='performance profile' src='data:image/png;base64,{png}'>")

@@ -34,16 +34,18 @@ class RolloutBuffer:
         cpu = torch.device(device).type == "cpu"
         self._np = {k: getattr(self, k).numpy() for k in ("obs", "rewards", "terminated", "truncated")} if cpu else None
 
-    def add(self, t: int, obs: np.ndarray, actions: torch.Tensor, logprobs: torch.Tensor, values: torch.Tensor,
+    def add(self, t: int, obs: torch.Tensor, actions: torch.Tensor, logprobs: torch.Tensor, values: torch.Tensor,
             rewards: np.ndarray, terminated: np.ndarray, truncated: np.ndarray) -> None:
-        """Step t of the rollout: the observations acted on, the policy's outputs, and what the env returned."""
+        """Step t of the rollout: the observations acted on (as given to the policy, on the buffer's device), the
+        policy's outputs, and what the env returned."""
         self.actions[t], self.logprobs[t], self.values[t] = actions, logprobs, values
         if self._np is not None:
             np_ = self._np
-            np_["obs"][t], np_["rewards"][t], np_["terminated"][t], np_["truncated"][t] = obs, rewards, terminated, truncated
+            np_["obs"][t], np_["rewards"][t] = obs.numpy(), rewards  # obs.numpy(): a view, no copy
+            np_["terminated"][t], np_["truncated"][t] = terminated, truncated
             return
         dev = self.obs.device
-        self.obs[t] = torch.as_tensor(obs).to(dev, non_blocking=True)
+        self.obs[t] = obs
         self.rewards[t] = torch.as_tensor(rewards).to(dev, non_blocking=True)
         self.terminated[t] = torch.as_tensor(terminated).to(dev, non_blocking=True)
         self.truncated[t] = torch.as_tensor(truncated).to(dev, non_blocking=True)

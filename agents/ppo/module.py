@@ -142,7 +142,7 @@ class PPO(RLModule):
                 action, logprob, value = self.policy.act(obs)
                 action_np = action.cpu().numpy()
                 next_obs, reward, terminated, truncated, infos = envs.step(action_np)
-                buf.add(t, self.next_obs, action, logprob, value, reward, terminated, truncated)
+                buf.add(t, obs, action, logprob, value, reward, terminated, truncated)
                 cut = truncated & ~terminated
                 if cut.any():  # time limit: bootstrap from the observation before the autoreset
                     final = final_observations(next_obs, infos, cut)[cut]
