@@ -11,14 +11,23 @@ ARGS   ?=
 DATASET ?= mnist
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-gpu bench-gpu setup browser data lint format bench bench-rl clean
+.PHONY: run test test-gpu cluster-test bench-cluster bench-gpu setup browser data lint format bench bench-rl clean
 
 run: setup data
 	$(BIN)/python -m lab experiment=$(EXPERIMENT) $(ARGS)
 
+# The cluster tests need SLURM and PostgreSQL: scripts/cluster.sh starts them around pytest (installing the Debian
+# packages the first time) and stops them after, even when tests fail; ones that were already up are left up.
 test: setup browser
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -m "not gpu" $(PYTEST_ARGS)
+	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/cluster.sh run -- $(BIN)/python -m pytest -q -m "not gpu" $(PYTEST_ARGS)
+
+# Only the tests marked `cluster`: SLURM jobs (sweeps, DDP, multi-node, preemption), Optuna on PostgreSQL.
+cluster-test: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/cluster.sh run -- $(BIN)/python -m pytest -q -m cluster $(PYTEST_ARGS)
+
+bench-cluster: setup data
+	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/cluster.sh run -- $(BIN)/python scripts/bench_cluster.py
 
 # The GPU checks (tests marked `gpu`, tests/gpu): every family on accelerator=gpu, 16-mixed / bf16-mixed, DDP,
 # an Optuna sweep. They skip, saying why, where CUDA is absent; `make test` never runs them.

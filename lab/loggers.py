@@ -101,7 +101,10 @@ def finish_wandb() -> None:
     except ImportError:  # pragma: no cover - wandb is a dependency, but never fail a run over closing it
         return
     if wandb.run is not None:
-        wandb.finish()
+        try:
+            wandb.finish()
+        except Exception as e:  # e.g. its service process already gone (SIGTERM to a whole SLURM job step)
+            log.warning("W&B: closing the run failed (%s: %s); its local files are kept", type(e).__name__, e)
 
 
 def read_wandb_records(path: str | Path, complete: bool = True) -> list[dict]:

@@ -10,6 +10,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from lab.errors import ConfigError
+from lab.slurm import PREEMPTED
 
 RUN_CONFIG = "run_config.yaml"
 # Keys that may differ between a run and its continuation: where things go, how it is started and shown.
@@ -42,14 +43,21 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [f"{prefix[:-1]}={a!r}"]
 
 
-def find_resume_checkpoint(cfg: DictConfig, length_keys: tuple[str, ...]) -> Path:
-    """ckpt_path when given; else the `last.ckpt` of the newest earlier run of this task with the same
-    configuration; a ConfigError listing the runs there are (and how to pick one) when none matches."""
+def find_resume_checkpoint(cfg: DictConfig, length_keys: tuple[str, ...], required: bool = True) -> Path | None:
+    """ckpt_path when given; else, of the checkpoints with this configuration, the newest in this run's own folder
+    (a preempted job's `preempted.ckpt`, or `last.ckpt`: a sweep finished with the same hydra.sweep.dir), then the
+    `last.ckpt` of the newest earlier run of this task. None when there is none and not `required`; else a
+    ConfigError listing the runs there are (and how to pick one)."""
     if cfg.ckpt_path:
         return Path(cfg.ckpt_path)
     base = Path(cfg.paths.log_dir) / cfg.task_name
-    found = sorted(base.glob("**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
+    own = Path(cfg.paths.output_dir) / "checkpoints"
+    by_age = {"key": lambda p: p.stat().st_mtime, "reverse": True}
+    found = sorted((p for p in (own / PREEMPTED, own / "last.ckpt") if p.is_file()), **by_age)
+    found += [p for p in sorted(base.glob("**/checkpoints/last.ckpt"), **by_age) if p.parent != own]
     if not found:
+        if not required:
+            return None
         raise ConfigError(f"resume=true, but no checkpoints/last.ckpt exists under {base} for task_name="
                           f"{cfg.task_name!r}; start the run without resume=true, or pass ckpt_path=<file>.")
     wanted = configuration(cfg, length_keys)
@@ -63,6 +71,8 @@ def find_resume_checkpoint(cfg: DictConfig, length_keys: tuple[str, ...]) -> Pat
         if not diff:
             return ckpt
         others.append(f"{ckpt} (differs in {', '.join(diff[:3])}{', ...' if len(diff) > 3 else ''})")
+    if not required:
+        return None
     listing = "; ".join(others[:5]) + (f"; and {len(others) - 5} more" if len(others) > 5 else "")
     raise ConfigError(f"resume=true, but no earlier run of task_name={cfg.task_name!r} under {base} has this "
                       f"configuration. Runs there: {listing}. Continue one of them with resume=true "

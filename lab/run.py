@@ -26,6 +26,7 @@ from lab.instantiate import instantiate
 from lab.loggers import WandbLogger, finish_wandb
 from lab.resume import configuration, find_resume_checkpoint, save_run_config
 from lab.runner import RunContext, Runner
+from lab.slurm import Requeued, preempted_checkpoint
 from lab.validate import check_used, validate
 
 log = logging.getLogger("lab")
@@ -34,11 +35,13 @@ WANDB_ID_FILE = "wandb_run_id"
 COMPRESS_MODES = ("prune", "export")  # of a trained classifier (lab.compress)
 
 
+def _in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def sweep_group(cfg: DictConfig) -> str | None:
     """One W&B group per Hydra multirun: <task_name>-<sweep folder>."""
-    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-        return f"{cfg.task_name}-{Path(HydraConfig.get().sweep.dir).name}"
-    return None
+    return f"{cfg.task_name}-{Path(HydraConfig.get().sweep.dir).name}" if _in_multirun() else None
 
 
 def build_loggers(cfg: DictConfig, output_dir: Path) -> list[Logger]:
@@ -153,16 +156,22 @@ def run(cfg: DictConfig) -> dict[str, float]:
     validate(cfg)
     runner: Runner = instantiate(cfg.runner, "runner")
     check_used(cfg, runner)
+    if cfg.mode == "train" and not cfg.resume and not cfg.ckpt_path and preempted_checkpoint(cfg.paths.output_dir):
+        with open_dict(cfg):  # a requeued SLURM job (lab.slurm): continue the run its signal interrupted
+            cfg.resume = True
     if cfg.mode == "train" and cfg.resume:
         if not runner.can_resume:
             raise ConfigError(f"resume=true: `{cfg.runner._target_}` cannot continue a run from a checkpoint; start "
                               "a new run (without resume=true).")
-        ckpt = find_resume_checkpoint(cfg, runner.length_keys)
-        with open_dict(cfg):
-            cfg.ckpt_path = str(ckpt)
-            if ckpt.parent.name == "checkpoints":  # keep writing into the run being continued
-                cfg.paths.output_dir = str(ckpt.parent.parent)
-        log.info("Resuming from %s", ckpt)
+        ckpt = find_resume_checkpoint(cfg, runner.length_keys, required=not _in_multirun())
+        if ckpt is None:  # a job of a sweep being finished that never got as far as a checkpoint
+            log.info("resume=true: no checkpoint of this job's configuration yet; starting it")
+        else:
+            with open_dict(cfg):
+                cfg.ckpt_path = str(ckpt)
+                if ckpt.parent.name == "checkpoints":  # keep writing into the run being continued
+                    cfg.paths.output_dir = str(ckpt.parent.parent)
+            log.info("Resuming from %s", ckpt)
     if cfg.ckpt_path:
         with building("ckpt_path", cfg.ckpt_path):
             runner.check_checkpoint(Path(cfg.ckpt_path))
@@ -196,6 +205,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
     try:
         if cfg.mode == "train":
             metrics.update(runner.fit(context, cfg.ckpt_path))
+            if rank_zero and (stale := preempted_checkpoint(output_dir)) is not None:
+                stale.unlink()  # the run went past it: a later resume takes last.ckpt
             best = runner.best_checkpoint(context)
             if cfg.test:
                 metrics.update(runner.test(context, best))
@@ -206,6 +217,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
                 lg.save()
         else:
             metrics.update(runner.test(context, cfg.ckpt_path))
+    except Requeued as preempted:  # lab.slurm: the checkpoint is saved; SLURM starts the job again
+        finish_wandb()
+        preempted.requeue()
+        raise
     finally:
         finish_wandb()
     metrics = epoch_metrics(metrics)  # each value once (no `_step` / `_epoch` copies)

@@ -133,3 +133,30 @@ class CountingHooks(Callback):
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         CountingHooks.calls["optimizer_step"] = CountingHooks.calls.get("optimizer_step", 0) + 1
+
+
+class SlowSteps(Callback):
+    """Makes every training step last at least `seconds` (`+callbacks.slow._target_=helpers.SlowSteps
+    +callbacks.slow.seconds=0.5`): a run long enough to be signalled, cancelled or killed in the middle."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        import time
+
+        time.sleep(self.seconds)
+
+
+class SaveRankWeights(Callback):
+    """Saves each DDP rank's final weights, with the SLURM node it ran on, to <output_dir>/weights_rank<r>.pt."""
+
+    def __init__(self, dirpath: str) -> None:
+        self.dirpath = dirpath
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        import os
+
+        state = {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()}
+        torch.save({"node": os.environ.get("SLURMD_NODENAME"), "rank": trainer.global_rank, "state_dict": state},
+                   Path(self.dirpath) / f"weights_rank{trainer.global_rank}.pt")

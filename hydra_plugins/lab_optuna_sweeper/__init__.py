@@ -4,13 +4,20 @@ Why not hydra-optuna-sweeper: its last release (1.3.0) pins optuna<3, whose SQLi
 sqlalchemy<2 and alembic<1.14; this one runs on current Optuna. It reads the same search-space syntax
 (`interval(...)`, `tag(log, interval(...))`, `int(interval(...))`, `range(...)`, `choice(...)`), and adds
 what the upstream plugin lacks: resuming a killed study from its storage without re-running finished
-trials, pruning through a Lightning callback in the job (lab/optuna.py), and a multi-seed objective.
+trials, pruning through a Lightning callback in the job (lab/pruning.py), a multi-seed objective, and several
+workers on one study: sweeps started at the same time (or as SLURM jobs) on the same `study_name` and a shared
+storage (PostgreSQL, MySQL, or Optuna's journal file on a shared filesystem) split its `n_trials` between them.
+Each worker keeps a heartbeat on its running trials; a trial whose worker died (no heartbeat for `grace_period`
+seconds) is marked failed by the others, and its place is taken by a new one.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +30,12 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from lab.pruning import StorageError, open_storage
+
 log = logging.getLogger("lab")
+
+HEARTBEAT = "lab:heartbeat"  # trial system attribute: when its worker last said it is alive (time.time())
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
 def distribution(override: Override) -> optuna.distributions.BaseDistribution:
@@ -42,24 +54,83 @@ def distribution(override: Override) -> optuna.distributions.BaseDistribution:
                      "int(interval()), range() or choice().")
 
 
+class Heartbeat:
+    """A thread that stamps HEARTBEAT on this worker's running trials every `interval` seconds."""
+
+    def __init__(self, study: optuna.Study, interval: float) -> None:
+        self.study, self.interval = study, interval
+        self.trials: set[int] = set()
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, name="optuna-heartbeat", daemon=True)
+        self.thread.start()
+
+    def add(self, trial: optuna.Trial) -> None:
+        self.study._storage.set_trial_system_attr(trial._trial_id, HEARTBEAT, time.time())
+        with self.lock:
+            self.trials.add(trial._trial_id)
+
+    def remove(self, trial: optuna.Trial) -> None:
+        with self.lock:
+            self.trials.discard(trial._trial_id)
+
+    def _beat(self) -> None:
+        while not self.stop.wait(self.interval):
+            with self.lock:
+                ids = list(self.trials)
+            for trial_id in ids:
+                try:
+                    self.study._storage.set_trial_system_attr(trial_id, HEARTBEAT, time.time())
+                except Exception as e:  # finished meanwhile, or the database briefly away: the next beat retries
+                    log.debug("heartbeat of trial %d: %s", trial_id, e)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def fail_stale_trials(study: optuna.Study, grace_period: float) -> list[int]:
+    """Mark failed the running trials of dead workers: no heartbeat (or, without one, no start) for `grace_period`
+    seconds. Returns their numbers."""
+    now = time.time()
+    stale = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        beat = t.system_attrs.get(HEARTBEAT)
+        last = beat if beat is not None else (t.datetime_start.timestamp() if t.datetime_start else now)
+        if now - last > grace_period:
+            try:
+                study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            except (RuntimeError, ValueError):  # another worker failed it first
+                continue
+            stale.append(t.number)
+    if stale:
+        log.warning("trials %s: their workers stopped (no heartbeat for %ss); marked failed", stale, grace_period)
+    return stale
+
+
 class OptunaSweeper(Sweeper):
-    """Ask-and-tell TPE search over Hydra jobs, with persistent storage and pruning."""
+    """Ask-and-tell TPE search over Hydra jobs, with persistent storage, pruning and several workers."""
 
     def __init__(self, study_name: str, storage: str | None, direction: str, n_trials: int, n_jobs: int,
                  sampler: dict[str, Any], pruner: dict[str, Any] | None, params: dict[str, str] | None,
-                 seeds: list[int] | None) -> None:
+                 seeds: list[int] | None, heartbeat_interval: float, grace_period: float) -> None:
         # `direction: ${optimized_mode}` in conf/hydra/sweeper/optuna.yaml: the job's optimized_mode decides
         direction = {"max": "maximize", "min": "minimize"}.get(direction, direction)
         if direction not in ("minimize", "maximize"):
             raise ValueError(f"hydra.sweeper.direction={direction!r}; valid choices: max, min (optimized_mode).")
         if n_trials < 1 or n_jobs < 1:
             raise ValueError(f"hydra.sweeper.n_trials={n_trials} and n_jobs={n_jobs} must be >= 1.")
+        if not 0 < heartbeat_interval < grace_period:
+            raise ValueError(f"hydra.sweeper.heartbeat_interval={heartbeat_interval} and grace_period={grace_period}: "
+                             "need 0 < heartbeat_interval < grace_period (seconds; a worker silent for grace_period "
+                             "is taken for dead).")
         self.study_name, self.storage, self.direction = study_name, storage, direction
         self.n_trials, self.n_jobs = n_trials, n_jobs
         self.sampler_cfg = dict(sampler or {})
         self.pruner_cfg = dict(pruner) if pruner else None
         self.params = dict(params or {})
         self.seeds = list(seeds) if seeds else []
+        self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
         self.launcher = None
         self.config: DictConfig | None = None
 
@@ -69,15 +140,14 @@ class OptunaSweeper(Sweeper):
                                                                 task_function=task_function, config=config)
 
     def _study(self) -> optuna.Study:
-        if self.storage and self.storage.startswith("sqlite:///"):
-            Path(self.storage[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         sampler = optuna.samplers.TPESampler(**self.sampler_cfg)
         pruner = optuna.pruners.MedianPruner(**self.pruner_cfg) if self.pruner_cfg else optuna.pruners.NopPruner()
-        return optuna.create_study(study_name=self.study_name, storage=self.storage, sampler=sampler, pruner=pruner,
+        storage = open_storage(self.storage) if self.storage else None  # checked before any job is launched
+        return optuna.create_study(study_name=self.study_name, storage=storage, sampler=sampler, pruner=pruner,
                                    direction=self.direction, load_if_exists=True)
 
-    def sweep(self, arguments: list[str]) -> list[Any]:
-        assert self.config is not None and self.launcher is not None
+    def _space(self, arguments: list[str]) -> tuple[dict[str, Any], list[str]]:
+        """The search space (sweep overrides and `params`) and the fixed overrides."""
         parser = OverridesParser.create()
         overrides = parser.parse_overrides(arguments)
         space = {o.get_key_element(): distribution(o) for o in overrides if o.is_sweep_override()}
@@ -87,49 +157,91 @@ class OptunaSweeper(Sweeper):
         fixed = [o.input_line for o in overrides if not o.is_sweep_override() and o.get_key_element() not in space]
         if not space:
             raise ValueError("the Optuna sweeper has nothing to search: set hydra.sweeper.params or sweep overrides.")
+        return space, fixed
 
-        study = self._study()
-        # A killed sweep leaves RUNNING trials behind: they never finished, so they are failed and re-asked.
-        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-        finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-        done = len(study.get_trials(deepcopy=False, states=finished))
-        job_idx = sum(1 for p in Path(self.config.hydra.sweep.dir).glob("*/.hydra"))  # keep earlier job folders
-        log.info("Optuna study %r in %s: %d of %d trials already finished", self.study_name, self.storage, done,
-                 self.n_trials)
-        seeds = self.seeds or [None]
-        storage = self.storage or ""
-        while done < self.n_trials:
-            trials = [study.ask(space) for _ in range(min(self.n_jobs, self.n_trials - done))]
-            batch = []
-            for trial in trials:
-                for i, seed in enumerate(seeds):
-                    job = list(fixed) + [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in trial.params.items()]
-                    if seed is not None:
-                        job.append(f"seed={seed}")
-                    if storage:  # the job reports intermediate values for pruning (the first seed only)
-                        job += [f"optuna.storage='{storage}'", f"optuna.study_name={self.study_name}",
-                                f"optuna.trial_id={trial._trial_id}", f"optuna.report={str(i == 0).lower()}"]
-                    batch.append(job)
-            returns = self.launcher.launch(batch, initial_job_idx=job_idx)
-            job_idx += len(batch)
-            for n, trial in enumerate(trials):
-                results = returns[n * len(seeds):(n + 1) * len(seeds)]
-                errors = [r._return_value for r in results if r.status != JobStatus.COMPLETED]
-                if any(isinstance(e, optuna.TrialPruned) for e in errors):
-                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-                elif errors or any(r.return_value is None or not math.isfinite(r.return_value) for r in results):
-                    log.warning("trial %d failed: %s", trial.number, errors[0] if errors else "no objective value")
-                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                else:
-                    study.tell(trial, sum(float(r.return_value) for r in results) / len(results))
-            done = len(study.get_trials(deepcopy=False, states=finished))
+    def _ask(self, study: optuna.Study, space: dict[str, Any], heartbeat: Heartbeat) -> list[optuna.Trial]:
+        """Up to n_jobs new trials, as many as the study still needs beyond what every worker has running."""
+        trials = study.get_trials(deepcopy=False)
+        taken = sum(t.state in (*FINISHED, optuna.trial.TrialState.RUNNING) for t in trials)
+        asked = []
+        for _ in range(min(self.n_jobs, self.n_trials - taken)):
+            trial = study.ask(space)
+            heartbeat.add(trial)
+            # two workers may ask for the last place at once: the later trial gives way
+            earlier = sum(t.state in (*FINISHED, optuna.trial.TrialState.RUNNING) and t.number < trial.number
+                          for t in study.get_trials(deepcopy=False))
+            if earlier >= self.n_trials:
+                heartbeat.remove(trial)
+                study._storage.set_trial_system_attr(trial._trial_id, "lab:surplus", True)
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                log.info("trial %d not run: the study's other workers took its place", trial.number)
+                break
+            asked.append(trial)
+        return asked
+
+    def _jobs(self, trials: list[optuna.Trial], fixed: list[str]) -> list[list[str]]:
+        """Each trial's jobs (one per seed), with what the job needs to report for pruning."""
+        batch = []
+        for trial in trials:
+            for i, seed in enumerate(self.seeds or [None]):
+                job = list(fixed) + [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in trial.params.items()]
+                if seed is not None:
+                    job.append(f"seed={seed}")
+                if self.storage:  # the job reports intermediate values for pruning (the first seed only)
+                    job += [f"optuna.storage='{self.storage}'", f"optuna.study_name={self.study_name}",
+                            f"optuna.trial_id={trial._trial_id}", f"optuna.report={str(i == 0).lower()}"]
+                batch.append(job)
+        return batch
+
+    def _tell(self, study: optuna.Study, trials: list[optuna.Trial], returns: list[Any]) -> None:
+        per_trial = len(self.seeds or [None])
+        for n, trial in enumerate(trials):
+            results = returns[n * per_trial:(n + 1) * per_trial]
+            errors = [r._return_value for r in results if r.status != JobStatus.COMPLETED]
+            if any(isinstance(e, optuna.TrialPruned) for e in errors):
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            elif errors or any(r.return_value is None or not math.isfinite(r.return_value) for r in results):
+                log.warning("trial %d failed: %s", trial.number, errors[0] if errors else "no objective value")
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            else:
+                study.tell(trial, sum(float(r.return_value) for r in results) / len(results))
+
+    def sweep(self, arguments: list[str]) -> list[Any]:
+        assert self.config is not None and self.launcher is not None
+        space, fixed = self._space(arguments)
+        try:
+            study = self._study()
+        except StorageError as e:  # one paragraph, like the lab's config errors, not a traceback
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        job_idx = sum(1 for p in sweep_dir.glob("*/.hydra"))  # keep earlier job folders
+        log.info("Optuna study %r in %s: %d of %d trials already finished", self.study_name, self.storage,
+                 len(study.get_trials(deepcopy=False, states=FINISHED)), self.n_trials)
+        heartbeat = Heartbeat(study, self.heartbeat_interval)
+        try:
+            while True:
+                fail_stale_trials(study, self.grace_period)
+                if len(study.get_trials(deepcopy=False, states=FINISHED)) >= self.n_trials:
+                    break
+                trials = self._ask(study, space, heartbeat)
+                if not trials:  # the remaining places are other workers' running trials: wait for them
+                    time.sleep(self.heartbeat_interval)
+                    continue
+                batch = self._jobs(trials, fixed)
+                returns = self.launcher.launch(batch, initial_job_idx=job_idx)
+                job_idx += len(batch)
+                self._tell(study, trials, list(returns))
+                for trial in trials:
+                    heartbeat.remove(trial)
+        finally:
+            heartbeat.close()
 
         best = study.best_trial
         results = {"study_name": self.study_name, "storage": self.storage, "direction": self.direction,
                    "best_value": best.value, "best_params": best.params, "best_trial": best.number,
                    "n_trials": len(study.trials)}
-        out = Path(self.config.hydra.sweep.dir) / "optimization_results.yaml"
+        out = sweep_dir / "optimization_results.yaml"
         OmegaConf.save(OmegaConf.create(results), out)
         log.info("Best %s = %s with %s (%s)", self.config.optimized_metric, best.value, best.params, out)
         return [results]

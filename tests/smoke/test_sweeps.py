@@ -3,6 +3,7 @@
 import csv
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ import optuna
 import pytest
 import torch
 
-from lab.pruning import OptunaPruning
+from lab.pruning import OptunaPruning, open_storage
 
 TINY = ["logger=csv", "trainer.accelerator=cpu", "~callbacks.model_summary", "agent.total_timesteps=256",
         "agent.eval_freq=128", "agent.eval_episodes=2", "agent.video=false", "env.max_episode_steps=60",
@@ -30,8 +31,10 @@ def lab(args: list[str], tmp_path: Path, **kwargs) -> subprocess.Popen | subproc
 
 
 def optuna_args(n_trials: int, sweep_dir: Path) -> list[str]:
+    # a short grace period: the killed sweep's running trial is taken for dead 3 s after its last heartbeat
     return ["-m", "experiment=ppo_cartpole", "hparams_search=ppo_cartpole_optuna", *TINY,
             f"hydra.sweeper.n_trials={n_trials}", "hydra.sweeper.seeds=[0,1]", f"hydra.sweep.dir={sweep_dir}",
+            "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3",
             "agent.batch_size=choice(32,64)", "agent.num_steps=choice(32,64)"]  # narrower than the preset's space
 
 
@@ -83,6 +86,38 @@ def test_killed_optuna_sweep_resumes(tmp_path):
         assert study.trials[number].params == params and study.trials[number].state in (
             optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     assert all(t.state != optuna.trial.TrialState.RUNNING for t in study.trials)
+
+
+def test_journal_file_storage_holds_and_resumes_a_study(tmp_path):
+    """Optuna's journal file: for clusters with a shared filesystem and no database server."""
+    journal = tmp_path / "shared" / "study.log"
+
+    def args(n_trials: int) -> list[str]:
+        return [*optuna_args(n_trials, tmp_path / "study"), f"hydra.sweeper.storage=journal://{journal}",
+                "hydra.sweeper.seeds=null"]
+
+    proc = lab(args(2), tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = optuna.load_study(study_name="ppo_cartpole", storage=open_storage(f"journal://{journal}"))
+    first = [(t.number, t.params, t.value) for t in finished(study)]
+    assert len(first) == 2 and all(t.intermediate_values for t in finished(study))  # the jobs reported too
+    proc = lab(args(3), tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = optuna.load_study(study_name="ppo_cartpole", storage=open_storage(f"journal://{journal}"))
+    assert len(finished(study)) == 3 and [(t.number, t.params, t.value) for t in finished(study)][:2] == first
+
+
+def test_a_database_that_is_down_is_a_clear_error_before_any_job(tmp_path):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"postgresql+psycopg://lab:secret@127.0.0.1:{port}/lab"
+    proc = lab([*optuna_args(2, tmp_path / "study"), f"hydra.sweeper.storage={url}"], tmp_path)
+    assert proc.returncode == 2
+    (message,) = [line for line in proc.stderr.splitlines() if line.strip()]  # one paragraph, no traceback
+    assert message.startswith(f"error: hydra.sweeper.storage='postgresql+psycopg://lab:***@127.0.0.1:{port}/lab': "
+                              "the database cannot be reached") and "Connection refused" in message
+    assert "secret" not in message and not (tmp_path / "study").exists() and not (tmp_path / "logs").exists()
 
 
 def test_pruning_callback_reports_and_prunes(tmp_path):
