@@ -26,7 +26,7 @@ from lab.instantiate import instantiate
 from lab.loggers import WandbLogger, finish_wandb
 from lab.resume import configuration, find_resume_checkpoint, save_run_config
 from lab.runner import RunContext, Runner
-from lab.slurm import Requeued, preempted_checkpoint
+from lab.slurm import Requeued, preempted_checkpoint, watch
 from lab.validate import check_used, validate
 
 log = logging.getLogger("lab")
@@ -153,6 +153,7 @@ def log_config(cfg: DictConfig, loggers: list[Logger], output_dir: Path) -> None
 def run(cfg: DictConfig) -> dict[str, float]:
     """Run one experiment as configured; returns its final metrics (train, val and test)."""
     _quiet_console()
+    watch()  # in a SLURM job: its warning signal may come before training starts (lab.slurm)
     validate(cfg)
     runner: Runner = instantiate(cfg.runner, "runner")
     check_used(cfg, runner)

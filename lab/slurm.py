@@ -1,16 +1,17 @@
 """SLURM preemption and time limits: checkpoint, requeue, continue the same run.
 
 SLURM warns a job before its time limit (`--signal=USR1@<seconds>`, set by the lab's SLURM launchers; submitit's own
-launchers use USR2) or before preempting it. The `Preemption` callback (conf/callbacks/default.yaml) turns that
-signal into: finish the current training step (and its logging), save `checkpoints/preempted.ckpt`, close the loggers, `scontrol
-requeue` the job, exit without a result. The requeued job runs the same command in the same run folder, where
+launchers use USR2) or before preempting it. From the job's start the signal is only recorded (`watch`); the
+`Preemption` callback (conf/callbacks/default.yaml) acts on it at the next step boundary: the finished steps are
+logged, `checkpoints/preempted.ckpt` is saved, the loggers are closed, `scontrol requeue` puts the job back in the
+queue, and the process exits without a result. The requeued job runs the same command in the same run folder, where
 `lab.run` finds the checkpoint and continues from it as `resume=true` would (same W&B run, global step and env
 steps continuing, nothing logged twice); once the run has gone past it, the checkpoint is removed.
 
 Why not Lightning's own SLURM auto-requeue: it saves from inside the signal handler, wherever the signal lands
 (possibly in the middle of an optimizer step), then keeps training and logging until SLURM's SIGTERM arrives, so
-the continuation would log those steps a second time. Here the decision is taken between steps, by all DDP ranks
-together.
+the continuation would log those steps a second time; and a signal before the fit starts kills the job. Here the
+decision is taken between steps, by all DDP ranks together.
 """
 
 from __future__ import annotations
@@ -66,37 +67,50 @@ def preempted_checkpoint(output_dir: Path) -> Path | None:
     return path if path.is_file() else None
 
 
-class Preemption(Callback):
-    """Checkpoint, requeue and exit when SLURM signals the job (`signals`); does nothing outside SLURM."""
+# SLURM's warning signals: USR1 from the lab's launchers (--signal=USR1@...), USR2 from submitit's. SLURM may send
+# them up to a minute earlier than asked, so before training has even started: they are caught from the start of
+# the job (watch(), called by the lab's SLURM launcher and by lab.run) and acted on at the first step boundary.
+SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
+_received: list[signal.Signals] = []
 
-    def __init__(self, dirpath: str, signals: list[str]) -> None:
-        valid = sorted(s.name for s in signal.Signals)
-        bad = [s for s in signals if s not in valid]
-        if bad:
-            raise ValueError(f"signals={bad}: not signal names; valid: e.g. SIGUSR1, SIGUSR2 (any of {', '.join(valid)})")
+
+def _record(signum: int, frame: Any) -> None:  # noqa: ARG001  (a signal handler's signature)
+    _received.append(signal.Signals(signum))
+
+
+def watch() -> None:
+    """In a SLURM job, from now on record SIGNALS for the Preemption callback instead of dying of them (USR1's
+    default) or letting another handler act on them; outside SLURM, or off the main thread, nothing."""
+    if job_id() is None or threading.current_thread() is not threading.main_thread():
+        return
+    for sig in SIGNALS:
+        if signal.getsignal(sig) is not _record:
+            signal.signal(sig, _record)
+
+
+def received() -> signal.Signals | None:
+    """The first warning signal received and not acted on yet."""
+    return _received[0] if _received else None
+
+
+class Preemption(Callback):
+    """Checkpoint, requeue and exit once SLURM has sent a warning signal (SIGNALS); does nothing outside SLURM."""
+
+    def __init__(self, dirpath: str) -> None:
         self.dirpath = Path(dirpath)
-        self.signals = [signal.Signals[s] for s in signals]
-        self.job = None
-        self.signalled: signal.Signals | None = None
+        self.job: str | None = None
         self._saving = False
-        self._previous: dict[signal.Signals, Any] = {}
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.job = job_id()
-        if self.job is None or threading.current_thread() is not threading.main_thread():
-            return
-        for sig in self.signals:  # replaces Lightning's (and submitit's) handler for the length of the fit
-            self._previous[sig] = signal.signal(sig, self._on_signal)
-
-    def _on_signal(self, signum: int, frame: Any) -> None:  # noqa: ARG002  (a signal handler's signature)
-        self.signalled = signal.Signals(signum)  # acted on between steps, see on_train_batch_start
+        watch()  # (again: Lightning's SLURM environment installs its own USR1 handler at fit start)
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         # before a step, not after one: Lightning logs a step's metrics after on_train_batch_end, so a checkpoint
         # taken there would lose the last step's logs; here every finished step is logged and in the checkpoint
         if self.job is None:
             return
-        stop = self.signalled is not None
+        stop = received() is not None
         if trainer.world_size > 1:  # one decision for all ranks: they got the signal at different steps
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         if stop:
@@ -118,12 +132,5 @@ class Preemption(Callback):
         for lg in trainer.loggers:
             lg.save()
         trainer.strategy.barrier("lab_preemption")
+        _received.clear()  # acted on
         raise Requeued(str(self.job), path, trainer.global_step, trainer.is_global_zero)
-
-    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous = {}
-
-    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        self.teardown(trainer, pl_module, "fit")

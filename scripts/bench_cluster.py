@@ -31,7 +31,7 @@ TINY_RL = ["experiment=ppo_cartpole", "hparams_search=ppo_cartpole_optuna", "log
            "agent.total_timesteps=512", "agent.eval_freq=256", "agent.eval_episodes=2", "agent.video=false",
            "env.max_episode_steps=100", "env.num_envs=2", "agent.num_steps=64", "agent.batch_size=64",
            "agent.update_epochs=2", "callbacks.progress_bar.plain=true", "agent.learning_rate=tag(log,interval(1e-4,1e-2))",
-           "agent.ent_coef=interval(0.0,0.02)", "~hydra.sweeper.params"]
+           "agent.ent_coef=interval(0.0,0.02)", "hydra.sweeper.params=null", "hydra.sweeper.seeds=null"]
 
 
 def lab(args: list[str], log_dir: Path) -> subprocess.Popen:

@@ -65,6 +65,12 @@ class SlurmLauncher(_SubmititSlurmLauncher):
             self._summarize()
         return returns
 
+    def __call__(self, *args: Any, **kwargs: Any) -> JobReturn:  # in the SLURM job
+        from lab.slurm import watch
+
+        watch()  # SLURM's warning signal (USR1: default action, death) may come before the run starts
+        return super().__call__(*args, **kwargs)
+
     def _wait(self, jobs: list[Any]) -> None:
         last_check = time.monotonic()
         while not all(job.done() for job in jobs):  # result files every second, sacct as submitit sees fit

@@ -28,7 +28,7 @@ TINY_RL = ["-m", "experiment=ppo_cartpole", "hparams_search=ppo_cartpole_optuna"
            "agent.total_timesteps=256", "agent.eval_freq=128", "agent.eval_episodes=2", "agent.video=false",
            "env.max_episode_steps=60", "env.num_envs=2", "agent.num_steps=32", "agent.batch_size=32",
            "agent.update_epochs=2", "callbacks.progress_bar.plain=true", "agent.batch_size=choice(32,64)",
-           "agent.num_steps=choice(32,64)"]
+           "agent.num_steps=choice(32,64)", "hydra.sweeper.seeds=null"]  # one job a trial
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
@@ -97,7 +97,7 @@ def test_a_killed_workers_trial_is_failed_and_the_study_still_finishes(tmp_path,
 
     proc = lab([*TINY_RL, *study_args(pg_url, name, 2, tmp_path / "survivor")], tmp_path / "logs")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "their workers stopped (no heartbeat for 4.0s); marked failed" in proc.stderr + proc.stdout
+    assert "their workers stopped (no heartbeat for 4s); marked failed" in proc.stderr + proc.stdout
     study = load(pg_url, name)
     assert study.trials[orphan.number].state == optuna.trial.TrialState.FAIL
     assert len([t for t in study.trials if t.state in FINISHED]) == 2
@@ -108,7 +108,7 @@ def test_pruning_compares_trials_of_different_workers(tmp_path, pg_url, data_dir
     """Worker 1's trials learn; worker 2's (learning rate 1e-9) is pruned at its first epoch against them."""
     name = f"pruning-{uuid.uuid4().hex[:8]}"
     common = ["-m", "experiment=mlp_mnist", "hparams_search=cnn_mnist_optuna", *SMOKE, f"paths.data_dir={data_dir}",
-              "trainer.limit_train_batches=null", "trainer.max_epochs=3", "~hydra.sweeper.params",
+              "trainer.limit_train_batches=null", "trainer.max_epochs=3", "hydra.sweeper.params=null",
               "hydra.sweeper.pruner.n_startup_trials=1", "hydra.sweeper.pruner.n_warmup_steps=0"]
     good = lab([*common, *study_args(pg_url, name, 2, tmp_path / "w1"), "model.optimizer.lr=interval(0.005,0.01)"],
                tmp_path / "logs")
@@ -149,18 +149,22 @@ def test_optuna_dashboard_opens_a_study_in_postgresql(pg_url):
     proc = subprocess.Popen([str(dashboard), pg_url, "--host", "127.0.0.1", "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
+        def get(path: str) -> dict:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                return json.loads(r.read())
+
         body = None
         deadline = time.time() + 60
         while body is None and time.time() < deadline:
             assert proc.poll() is None, proc.stderr.read()[-2000:]
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as r:
-                    body = json.loads(r.read())
+                body = get("/api/studies")
             except OSError:
                 time.sleep(0.5)
         assert body is not None, "optuna-dashboard did not answer within 60 s"
-        (ours,) = [s for s in body["studies"] if s["study_name"] == name]
-        assert ours["best_trials"][0]["values"] == [0.5]
+        (ours,) = [s for s in body["study_summaries"] if s["study_name"] == name]
+        trials = get(f"/api/studies/{ours['study_id']}?after=0")["trials"]
+        assert [(t["state"], t["values"]) for t in trials] == [("Complete", [0.5])]
     finally:
         proc.terminate()
         proc.wait(timeout=30)

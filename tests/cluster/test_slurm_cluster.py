@@ -166,12 +166,13 @@ def preemptions(log: str) -> list[int]:
 
 
 def test_time_limit_signal_checkpoints_requeues_and_continues_the_run(tmp_path, data_dir):
-    """The job's time limit is 1 minute and SLURM signals USR1 45 s before it: the run is saved and requeued
-    ~15 s after each start, and continues until its 6 epochs (60 steps of 0.25 s) are done."""
+    """The job's time limit is 2 minutes and SLURM signals USR1 60 s before it, which it does at its first check of
+    time limits (every 30 s) with at most 90 s left: 30 to 60 s after each start. The run's 8 epochs (80 steps of
+    0.75 s) need more than that, so it is saved and requeued at least once, and continues until they are done."""
     sweep = tmp_path / "sweep"
-    proc = lab(["-m", *supervised(data_dir), "logger=default", "trainer.max_epochs=6",
-                "trainer.limit_train_batches=null", *slow(0.25),
-                "hydra/launcher=slurm", "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=45",
+    proc = lab(["-m", *supervised(data_dir), "logger=default", "trainer.max_epochs=8",
+                "trainer.limit_train_batches=null", *slow(0.75),
+                "hydra/launcher=slurm", "hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=60",
                 f"hydra.sweep.dir={sweep}"], tmp_path / "logs")
     assert proc.returncode == 0, proc.stderr[-3000:]
     (job,) = slurm_jobs(sweep)
@@ -179,17 +180,17 @@ def test_time_limit_signal_checkpoints_requeues_and_continues_the_run(tmp_path, 
     assert states[-1] == "COMPLETED" and "REQUEUED" in states[:-1]
     run = sweep / "0"
     saved_at = preemptions((run / "mlp_mnist.log").read_text())
-    assert len(saved_at) == states.count("REQUEUED") and saved_at == sorted(saved_at) and 0 < saved_at[0] < 60
+    assert len(saved_at) == states.count("REQUEUED") and saved_at == sorted(saved_at) and 0 < saved_at[0] < 80
     assert sorted(p.name for p in sweep.iterdir() if not p.name.startswith(".")) == ["0", "multirun.yaml",
                                                                                      "summary.csv", "summary.md"]
     assert summary_rows(sweep)[0]["status"] == "ok"
     last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    assert last["global_step"] == 60 and not (run / "checkpoints" / "preempted.ckpt").exists()
+    assert last["global_step"] == 80 and not (run / "checkpoints" / "preempted.ckpt").exists()
 
     # every step logged once: each start of the job continued where the checkpoint left off
     steps = csv_steps(run, "train/loss_step")
     assert len(steps) == len(saved_at) + 1
-    assert [s for version in steps for s in version] == list(range(60))
+    assert [s for version in steps for s in version] == list(range(80))
     for before, after, at in zip(steps, steps[1:], saved_at, strict=False):
         assert before[-1] == at - 1 and after[0] == at
     # one W&B run (one id) across the starts, with no (step, metric) logged by two of them
@@ -197,7 +198,7 @@ def test_time_limit_signal_checkpoints_requeues_and_continues_the_run(tmp_path, 
     assert len(runs) == len(saved_at) + 1 and len({p.name.rsplit("-", 1)[1] for p in runs}) == 1
     logged = [{(s, k) for s, k in wandb_logged(read_wandb_records(p)) if k.startswith("train/")} for p in runs]
     assert all(len(a & b) == 0 for i, a in enumerate(logged) for b in logged[i + 1:])
-    assert {s for s, k in set().union(*logged) if k == "train/loss_step"} == set(range(60))
+    assert {s for s, k in set().union(*logged) if k == "train/loss_step"} == set(range(80))
 
 
 def test_preemption_signal_continues_an_rl_run(tmp_path):

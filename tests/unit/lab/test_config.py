@@ -93,7 +93,9 @@ def test_logger_options(name, tmp_path):
 def test_callbacks_default(tmp_path):
     cfg = make_cfg([], tmp_path, None, smoke=False)
     callbacks = [instantiate(node, f"callbacks.{k}") for k, node in cfg.callbacks.items()]
-    assert len(callbacks) == 7
+    assert len(callbacks) == 8
+    # SLURM's preemption signal is acted on before any other callback logs for the step it stops before
+    assert type(callbacks[0]).__name__ == "Preemption"
     # last.ckpt is written every epoch by its own callback, not only when the monitored metric improves
     assert cfg.callbacks.last_checkpoint.filename == "last" and cfg.callbacks.last_checkpoint.monitor is None
 

@@ -13,11 +13,22 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from omegaconf import OmegaConf
 
 from helpers import make_cfg
+from lab import slurm
 from lab.loggers import read_csv_history
 from lab.paths import CONFIG_DIR
 from lab.resume import find_resume_checkpoint
 from lab.run import run
-from lab.slurm import PREEMPTED, Preemption, Requeued, job_id, preempted_checkpoint
+from lab.slurm import PREEMPTED, Preemption, Requeued, job_id, preempted_checkpoint, watch
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers():
+    """What a test installs for SLURM's signals is this process's until the test ends, then put back."""
+    before = {sig: signal.getsignal(sig) for sig in slurm.SIGNALS}
+    yield
+    for sig, handler in before.items():
+        signal.signal(sig, handler)
+    slurm._received.clear()
 
 
 @pytest.mark.parametrize(("devices", "tasks"), [("auto", 1), (2, 2), ("3", 3), (-1, 1), ("[0,1]", 2)])
@@ -85,53 +96,68 @@ def fake_scontrol(tmp_path: Path) -> Path:
     return bin_dir
 
 
+def preempted_fit(tmp_path: Path, callbacks: list[Callback]) -> tuple[Trainer, Requeued]:
+    trainer = Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False,
+                      callbacks=[*callbacks, Preemption(dirpath=str(tmp_path / "checkpoints"))])
+    with pytest.raises(Requeued) as raised:
+        trainer.fit(Tiny())
+    return trainer, raised.value
+
+
+def resumed_at(tmp_path: Path) -> tuple[tuple[int, int, int, int], int]:
+    """Where a fit from the preemption checkpoint goes on (epoch, batch, global step, the loggers' step), and the
+    global step it ends at."""
+
+    class FirstBatch(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            self.first = getattr(self, "first", (trainer.current_epoch, batch_idx, trainer.global_step,
+                                                 trainer.fit_loop.epoch_loop._batches_that_stepped))
+
+    first = FirstBatch()
+    trainer = Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, callbacks=[first])
+    trainer.fit(Tiny(), ckpt_path=tmp_path / "checkpoints" / PREEMPTED)
+    return first.first, trainer.global_step
+
+
 @pytest.mark.parametrize(("signum", "at", "resumes_at"), [(signal.SIGUSR1, 5, (0, 6, 6)),
                                                           (signal.SIGUSR2, 15, (1, 0, 16))])  # at an epoch's end
 def test_the_signal_checkpoints_between_steps_and_requeue_asks_slurm(signum, at, resumes_at, tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_JOB_ID", "77")
     monkeypatch.setenv("PATH", f"{fake_scontrol(tmp_path)}:{os.environ['PATH']}")
-    before = signal.getsignal(signum)
     sender = SignalAt(at=at, signum=signum)
-    preemption = Preemption(dirpath=str(tmp_path / "checkpoints"), signals=["SIGUSR1", "SIGUSR2"])
-    trainer = Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False, callbacks=[sender, preemption])
-    with pytest.raises(Requeued) as raised:
-        trainer.fit(Tiny())
+    trainer, requeued = preempted_fit(tmp_path, [sender])
     # stopped before the step after the signal (16 steps an epoch): none after it started
-    assert raised.value.global_step == trainer.global_step == at + 1 and sender.seen[-1][0] == at % 16
-    assert all(handler == preemption._on_signal for _, handler in sender.seen)  # installed for the whole fit
-    assert signal.getsignal(signum) == before  # and given back
+    assert requeued.global_step == trainer.global_step == at + 1 and sender.seen[-1][0] == at % 16
+    assert all(handler is slurm._record for _, handler in sender.seen)  # recorded, not Lightning's or the default
+    assert slurm.received() is None  # acted on
     assert not (tmp_path / "calls.txt").exists()  # requeued only once lab.run has closed the loggers
-    raised.value.requeue()
+    requeued.requeue()
     assert (tmp_path / "calls.txt").read_text().split() == ["requeue", "77"]
+    # the requeued job goes on with the next batch, its metrics at the next logger step: 16 x 3 steps in all
+    assert resumed_at(tmp_path) == ((*resumes_at, resumes_at[2]), 48)
 
-    class FirstBatch(Callback):
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-            # where the loop goes on, and the step loggers will write its metrics at (= global_step)
-            self.first = getattr(self, "first", (trainer.current_epoch, batch_idx, trainer.global_step,
-                                                 trainer.fit_loop.epoch_loop._batches_that_stepped))
 
-    # the requeued job goes on with the next batch: 16 batches x 3 epochs in all, none twice
-    first = FirstBatch()
-    trainer = Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False, callbacks=[first])
-    trainer.fit(Tiny(), ckpt_path=tmp_path / "checkpoints" / PREEMPTED)
-    assert first.first == (*resumes_at, resumes_at[2]) and trainer.global_step == 48
+def test_a_signal_before_training_starts_is_not_lost(tmp_path, monkeypatch):
+    """SLURM may send its warning up to a minute early: here before the fit (USR1's default action would kill)."""
+    monkeypatch.setenv("SLURM_JOB_ID", "79")
+    watch()
+    os.kill(os.getpid(), signal.SIGUSR1)
+    assert slurm.received() == signal.SIGUSR1
+    trainer, requeued = preempted_fit(tmp_path, [])
+    assert requeued.global_step == trainer.global_step == 0
+    assert resumed_at(tmp_path) == ((0, 0, 0, 0), 48)
 
 
 def test_outside_slurm_the_signals_are_left_alone(tmp_path, monkeypatch):
     for key in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID"):
         monkeypatch.delenv(key, raising=False)
+    watch()
     sender = SignalAt(at=-1, signum=signal.SIGUSR1)
-    preemption = Preemption(dirpath=str(tmp_path), signals=["SIGUSR1"])
     Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-            enable_model_summary=False, callbacks=[sender, preemption]).fit(Tiny())
-    assert all(handler != preemption._on_signal for _, handler in sender.seen) and len(sender.seen) == 16
-
-
-def test_preemption_rejects_unknown_signal_names():
-    with pytest.raises(ValueError, match=r"signals=\['USR1'\]: not signal names; valid: e.g. SIGUSR1"):
-        Preemption(dirpath="/tmp", signals=["USR1"])
+            enable_model_summary=False, callbacks=[sender, Preemption(dirpath=str(tmp_path))]).fit(Tiny())
+    assert all(handler is not slurm._record for _, handler in sender.seen) and len(sender.seen) == 16
 
 
 LENGTH = ("trainer.max_epochs", "trainer.max_steps")  # what a classifier run may change when it resumes
