@@ -109,7 +109,7 @@ def main() -> None:
     p.add_argument("--sweep-args", nargs="*", default=["trainer.max_epochs=1", "trainer.limit_train_batches=100",
                                                        "trainer.limit_val_batches=20", "trainer.limit_test_batches=20",
                                                        "callbacks.progress_bar.plain=true"])
-    p.add_argument("--trials", type=int, default=6)
+    p.add_argument("--trials", type=int, default=20)
     p.add_argument("--out", type=Path, default=ROOT / "scripts" / "results" / "bench_cluster.md")
     args = p.parse_args()
     pg = storage_url()

@@ -225,8 +225,8 @@ class OptunaSweeper(Sweeper):
                 if len(study.get_trials(deepcopy=False, states=FINISHED)) >= self.n_trials:
                     break
                 trials = self._ask(study, space, heartbeat)
-                if not trials:  # the remaining places are other workers' running trials: wait for them
-                    time.sleep(self.heartbeat_interval)
+                if not trials:  # the remaining places are other workers' running trials: wait for them to end
+                    time.sleep(min(1.0, self.heartbeat_interval))  # (or to go stale, and take their place)
                     continue
                 batch = self._jobs(trials, fixed)
                 returns = self.launcher.launch(batch, initial_job_idx=job_idx)
