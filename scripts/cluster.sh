@@ -142,6 +142,7 @@ EOF
   chmod 600 /etc/slurm/slurmdbd.conf
   # the second node's name must resolve to this host (Lightning's DDP takes its main address from SLURM_NODELIST)
   if ! grep -q "lab-node2" /etc/hosts; then
+    [ -z "$(tail -c 1 /etc/hosts)" ] || echo >> /etc/hosts  # the file may not end with a newline
     printf '127.0.0.1 lab-node1 lab-node2 %s\n' "$MARK" >> /etc/hosts
   fi
 }
