@@ -18,6 +18,8 @@ def _tasks(devices: object) -> int:
     a list of device ids (its length), or auto / -1 (1: SLURM cannot know "all" before the job starts)."""
     if isinstance(devices, str) and devices.strip().isdigit():
         devices = int(devices)
+    elif isinstance(devices, str) and "," in devices:  # "0,1": device ids, as Lightning reads them
+        devices = [d for d in devices.split(",") if d.strip()]
     if isinstance(devices, int) and not isinstance(devices, bool):
         return max(devices, 1)
     if isinstance(devices, (Sequence, ListConfig)) and not isinstance(devices, str):

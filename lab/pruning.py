@@ -3,6 +3,7 @@ callback that reports to the sweeper's trial)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,11 @@ class StorageError(ValueError):
     """A storage URL that is malformed or whose database cannot be reached."""
 
 
-def _redacted(url: str) -> str:
-    """The URL with its password hidden, for messages."""
+PASSWORD_ENV = "LAB_OPTUNA_STORAGE"  # the storage URL with its password, for a sweep's jobs (they inherit it)
+
+
+def redacted(url: str) -> str:
+    """The URL with its password hidden, for messages and for what jobs record of their overrides."""
     from sqlalchemy.engine import make_url
 
     try:
@@ -56,14 +60,21 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         # pre-ping: a worker that outlives a database restart reconnects instead of failing its next trial
         return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
     except (NoSuchModuleError, ModuleNotFoundError, ImportError) as e:
-        raise StorageError(f"hydra.sweeper.storage={_redacted(url)!r}: no database driver for it ({e}); valid forms: "
+        raise StorageError(f"hydra.sweeper.storage={redacted(url)!r}: no database driver for it ({e}); valid forms: "
                            f"{forms} (PostgreSQL needs `pip install psycopg[binary]`, which the lab installs).") from None
     except Exception as e:  # sqlalchemy's OperationalError and friends: refused, unknown host, bad password
         reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
-        raise StorageError(f"hydra.sweeper.storage={_redacted(url)!r}: the database cannot be reached ({reason}). "
+        raise StorageError(f"hydra.sweeper.storage={redacted(url)!r}: the database cannot be reached ({reason}). "
                            "Check that its server runs and the user, password, host, port and database name are "
                            "right (scripts/cluster.sh status prints the lab's local PostgreSQL URL); nothing was "
                            "submitted.") from None
+
+
+def job_storage(configured: str) -> str:
+    """The storage URL a job connects with: its `optuna.storage` override, which the sweeper passes with the
+    password hidden (it would be in the job's config, logs and W&B run), completed from PASSWORD_ENV."""
+    full = os.environ.get(PASSWORD_ENV)
+    return full if full and redacted(full) == configured else configured
 
 
 class OptunaPruning(Callback):
@@ -74,7 +85,7 @@ class OptunaPruning(Callback):
                  pruner: dict[str, Any] | None) -> None:
         # The pruner lives in the sweeper's process, not in the storage: rebuild the same one here.
         chosen = optuna.pruners.MedianPruner(**pruner) if pruner else optuna.pruners.NopPruner()
-        study = optuna.load_study(study_name=study_name, storage=open_storage(storage), pruner=chosen)
+        study = optuna.load_study(study_name=study_name, storage=open_storage(job_storage(storage)), pruner=chosen)
         self.trial = optuna.trial.Trial(study, trial_id)
         self.monitor = monitor
 

@@ -16,7 +16,7 @@ RUN_CONFIG = "run_config.yaml"
 # Keys that may differ between a run and its continuation: where things go, how it is started and shown.
 # How long it runs may differ too (a finished run can be extended): the runner's `length_keys`.
 NOT_CONFIGURATION = ("resume", "ckpt_path", "mode", "test", "paths", "logger", "optuna", "hydra", "tags",
-                     "callbacks.progress_bar")
+                     "callbacks.progress_bar", "callbacks.preemption")
 
 
 def configuration(cfg: DictConfig, length_keys: tuple[str, ...]) -> dict[str, Any]:
@@ -43,10 +43,12 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [f"{prefix[:-1]}={a!r}"]
 
 
-def find_resume_checkpoint(cfg: DictConfig, length_keys: tuple[str, ...], required: bool = True) -> Path | None:
+def find_resume_checkpoint(cfg: DictConfig, length_keys: tuple[str, ...], required: bool = True,
+                           own_only: bool = False) -> Path | None:
     """ckpt_path when given; else, of the checkpoints with this configuration, the newest in this run's own folder
-    (a preempted job's `preempted.ckpt`, or `last.ckpt`: a sweep finished with the same hydra.sweep.dir), then the
-    `last.ckpt` of the newest earlier run of this task. None when there is none and not `required`; else a
+    (a preempted job's `preempted.ckpt`, or `last.ckpt`: a sweep finished with the same hydra.sweep.dir), then
+    (unless `own_only`: a job of a sweep continues its own folder or none) the newest `last.ckpt` or
+    `preempted.ckpt` of an earlier run of this task. None when there is none and not `required`; else a
     ConfigError listing the runs there are (and how to pick one)."""
     if cfg.ckpt_path:
         return Path(cfg.ckpt_path)
@@ -54,7 +56,9 @@ def find_resume_checkpoint(cfg: DictConfig, length_keys: tuple[str, ...], requir
     own = Path(cfg.paths.output_dir) / "checkpoints"
     by_age = {"key": lambda p: p.stat().st_mtime, "reverse": True}
     found = sorted((p for p in (own / PREEMPTED, own / "last.ckpt") if p.is_file()), **by_age)
-    found += [p for p in sorted(base.glob("**/checkpoints/last.ckpt"), **by_age) if p.parent != own]
+    if not own_only:
+        found += [p for p in sorted([*base.glob("**/checkpoints/last.ckpt"), *base.glob(f"**/checkpoints/{PREEMPTED}")],
+                                    **by_age) if p.parent != own]
     if not found:
         if not required:
             return None

@@ -26,7 +26,7 @@ from lab.instantiate import instantiate
 from lab.loggers import WandbLogger, finish_wandb
 from lab.resume import configuration, find_resume_checkpoint, save_run_config
 from lab.runner import RunContext, Runner
-from lab.slurm import Requeued, preempted_checkpoint, watch
+from lab.slurm import Requeued, preempted_checkpoint, restarted, watch
 from lab.validate import check_used, validate
 
 log = logging.getLogger("lab")
@@ -157,18 +157,22 @@ def run(cfg: DictConfig) -> dict[str, float]:
     validate(cfg)
     runner: Runner = instantiate(cfg.runner, "runner")
     check_used(cfg, runner)
-    if cfg.mode == "train" and not cfg.resume and not cfg.ckpt_path and preempted_checkpoint(cfg.paths.output_dir):
-        with open_dict(cfg):  # a requeued SLURM job (lab.slurm): continue the run its signal interrupted
-            cfg.resume = True
-    if cfg.mode == "train" and cfg.resume:
+    # a requeued SLURM job (lab.slurm) continues the run it was: from its preemption checkpoint, or from its last
+    # checkpoint when SLURM stopped it without a warning signal
+    requeued = cfg.mode == "train" and not cfg.resume and not cfg.ckpt_path and runner.can_resume and (
+        preempted_checkpoint(cfg.paths.output_dir) is not None or restarted())
+    if cfg.mode == "train" and (cfg.resume or requeued):
         if not runner.can_resume:
             raise ConfigError(f"resume=true: `{cfg.runner._target_}` cannot continue a run from a checkpoint; start "
                               "a new run (without resume=true).")
-        ckpt = find_resume_checkpoint(cfg, runner.length_keys, required=not _in_multirun())
-        if ckpt is None:  # a job of a sweep being finished that never got as far as a checkpoint
-            log.info("resume=true: no checkpoint of this job's configuration yet; starting it")
+        ckpt = find_resume_checkpoint(cfg, runner.length_keys, required=cfg.resume and not _in_multirun(),
+                                      own_only=_in_multirun())
+        if ckpt is None:  # a job of a sweep being finished (or requeued) that never got as far as a checkpoint
+            log.info("%s: no checkpoint of this configuration yet; starting the run",
+                     "resume=true" if cfg.resume else "a requeued SLURM job")
         else:
             with open_dict(cfg):
+                cfg.resume = True  # the same W&B run, too
                 cfg.ckpt_path = str(ckpt)
                 if ckpt.parent.name == "checkpoints":  # keep writing into the run being continued
                     cfg.paths.output_dir = str(ckpt.parent.parent)

@@ -61,6 +61,11 @@ def job_id() -> str | None:
     return os.environ.get("SLURM_JOB_ID")
 
 
+def restarted() -> bool:
+    """Whether this SLURM job is a requeued one (SLURM counts its restarts)."""
+    return job_id() is not None and int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
+
+
 def preempted_checkpoint(output_dir: Path) -> Path | None:
     """The checkpoint a preempted job left in `output_dir`, if any."""
     path = Path(output_dir) / "checkpoints" / PREEMPTED
@@ -110,6 +115,9 @@ class Preemption(Callback):
         # taken there would lose the last step's logs; here every finished step is logged and in the checkpoint
         if self.job is None:
             return
+        epoch_loop = trainer.fit_loop.epoch_loop
+        if epoch_loop.batch_progress.current.completed % trainer.accumulate_grad_batches:
+            return  # inside a window of gradient accumulation: its gradients would not be in the checkpoint
         stop = received() is not None
         if trainer.world_size > 1:  # one decision for all ranks: they got the signal at different steps
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
@@ -120,15 +128,18 @@ class Preemption(Callback):
         if not self._saving:  # another checkpoint (ModelCheckpoint's) taken meanwhile
             return
         # Lightning's restore assumes a mid-epoch checkpoint was taken after a step, before its count of logged
-        # steps went up, and adds one; this one is taken before the next step, after the count went up
-        state = checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]
-        state["_batches_that_stepped"] -= 1
+        # steps went up, and then adds one (when the step ends an accumulation window, which it tests on the state
+        # saved here); this one is taken before the next step, after the count went up
+        if not trainer.fit_loop.epoch_loop._should_accumulate():
+            checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"] -= 1
 
     def _checkpoint_and_requeue(self, trainer: Trainer) -> None:
         path = self.dirpath / PREEMPTED
         self._saving = True
-        trainer.save_checkpoint(path)  # every rank takes part; rank 0 writes
-        self._saving = False
+        try:
+            trainer.save_checkpoint(path)  # every rank takes part; rank 0 writes
+        finally:
+            self._saving = False
         for lg in trainer.loggers:
             lg.save()
         trainer.strategy.barrier("lab_preemption")

@@ -201,7 +201,7 @@ start_slurm() {
   for node in "${NODES[@]}"; do  # a node left DOWN by an earlier stop comes back
     scontrol update nodename="$node" state=resume >/dev/null 2>&1 || true
   done
-  wait_for 60 "the SLURM nodes" sh -c '[ "$(sinfo -h -p multinode -t idle,mix,alloc -o %D)" = 2 ]'
+  wait_for 60 "the SLURM nodes" sh -c '[ "$(sinfo -h -N -p multinode -t idle,mix,alloc -o %N | sort -u | wc -l)" = 2 ]'
 }
 
 start_postgres() {
@@ -251,7 +251,8 @@ down() {
   stop_pid "$STATE/slurmctld.pid"
   stop_pid "$STATE/slurmdbd.pid"
   if [ -f "$STATE/postgres/PG_VERSION" ] && runuser -u postgres -- "$(pg_bin)/pg_ctl" -D "$STATE/postgres" status >/dev/null 2>&1; then
-    runuser -u postgres -- "$(pg_bin)/pg_ctl" -D "$STATE/postgres" -m fast -w stop >/dev/null
+    runuser -u postgres -- "$(pg_bin)/pg_ctl" -D "$STATE/postgres" -m fast -w stop >/dev/null \
+      || log "PostgreSQL did not stop cleanly; see $STATE/log/postgres.log"
   fi
   stop_pid "$STATE/mariadb.pid"
   stop_pid "$STATE/munged.pid"; rm -f /run/munge/munged.lab.pid
@@ -285,13 +286,13 @@ case "${1:-}" in
     [ $# -gt 0 ] || die "usage: $0 run -- COMMAND..."
     started=0
     # stop what this call started however CMD ends (failure, Ctrl-C, CI's kill), a half-started cluster included
-    trap '[ $started = 1 ] && down' EXIT
+    trap '[ $started = 1 ] && (down || log "stopping the cluster failed")' EXIT
     trap 'exit 130' INT; trap 'exit 143' TERM
     if ! is_up; then
       started=1
       # outside CI, a machine where the services cannot start (not root, no apt) still runs the other tests: the
       # cluster tests skip, saying so; in CI they must run
-      if ! (up); then
+      if ! bash "$0" up; then  # its own process, so that `set -e` holds inside it
         [ -z "${CI:-}" ] || die "the cluster did not come up (CI=$CI): the cluster tests cannot run"
         log "the cluster did not come up: tests marked 'cluster' will be skipped"
       fi

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import socket
 import sys
 import threading
 import time
@@ -30,11 +32,12 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from lab.pruning import StorageError, open_storage
+from lab.pruning import PASSWORD_ENV, StorageError, open_storage, redacted
 
 log = logging.getLogger("lab")
 
 HEARTBEAT = "lab:heartbeat"  # trial system attribute: when its worker last said it is alive (time.time())
+WORKER = "lab:worker"  # trial system attribute: <host>:<pid> of the worker that runs it
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
@@ -108,6 +111,23 @@ def fail_stale_trials(study: optuna.Study, grace_period: float) -> list[int]:
     return stale
 
 
+def reserve_job_numbers(sweep_dir: Path, n: int) -> int:
+    """The first of `n` consecutive job numbers whose folders (`<sweep_dir>/<number>`, hydra.sweep.subdir's
+    default) this worker made itself: workers of one study may share the sweep folder (the presets fix it), and
+    none may write into another's job folders; earlier jobs' folders are kept."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    start = 1 + max((int(p.name) for p in sweep_dir.iterdir() if p.name.isdigit()), default=-1)
+    while True:
+        for i in range(start, start + n):
+            try:
+                (sweep_dir / str(i)).mkdir()  # atomic: exactly one worker makes it
+            except FileExistsError:  # another worker got there first: try after its numbers
+                start = i + 1
+                break
+        else:
+            return start
+
+
 class OptunaSweeper(Sweeper):
     """Ask-and-tell TPE search over Hydra jobs, with persistent storage, pruning and several workers."""
 
@@ -167,6 +187,7 @@ class OptunaSweeper(Sweeper):
         for _ in range(min(self.n_jobs, self.n_trials - taken)):
             trial = study.ask(space)
             heartbeat.add(trial)
+            study._storage.set_trial_system_attr(trial._trial_id, WORKER, f"{socket.gethostname()}:{os.getpid()}")
             # two workers may ask for the last place at once: the later trial gives way
             earlier = sum(t.state in (*FINISHED, optuna.trial.TrialState.RUNNING) and t.number < trial.number
                           for t in study.get_trials(deepcopy=False))
@@ -188,7 +209,7 @@ class OptunaSweeper(Sweeper):
                 if seed is not None:
                     job.append(f"seed={seed}")
                 if self.storage:  # the job reports intermediate values for pruning (the first seed only)
-                    job += [f"optuna.storage='{self.storage}'", f"optuna.study_name={self.study_name}",
+                    job += [f"optuna.storage='{redacted(self.storage)}'", f"optuna.study_name={self.study_name}",
                             f"optuna.trial_id={trial._trial_id}", f"optuna.report={str(i == 0).lower()}"]
                 batch.append(job)
         return batch
@@ -198,13 +219,19 @@ class OptunaSweeper(Sweeper):
         for n, trial in enumerate(trials):
             results = returns[n * per_trial:(n + 1) * per_trial]
             errors = [r._return_value for r in results if r.status != JobStatus.COMPLETED]
+            if study._storage.get_trial(trial._trial_id).state.is_finished():
+                # another worker took this one for dead (no heartbeat for grace_period) and failed it
+                log.warning("trial %d finished here, but another worker had already marked it failed (its heartbeat "
+                            "stopped for longer than grace_period=%ss); its result is not counted", trial.number,
+                            self.grace_period)
+                continue
             if any(isinstance(e, optuna.TrialPruned) for e in errors):
-                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
             elif errors or any(r.return_value is None or not math.isfinite(r.return_value) for r in results):
                 log.warning("trial %d failed: %s", trial.number, errors[0] if errors else "no objective value")
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
             else:
-                study.tell(trial, sum(float(r.return_value) for r in results) / len(results))
+                study.tell(trial, sum(float(r.return_value) for r in results) / len(results), skip_if_finished=True)
 
     def sweep(self, arguments: list[str]) -> list[Any]:
         assert self.config is not None and self.launcher is not None
@@ -214,9 +241,10 @@ class OptunaSweeper(Sweeper):
         except StorageError as e:  # one paragraph, like the lab's config errors, not a traceback
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
+        if self.storage:  # the jobs inherit the URL with its password; their overrides show it hidden
+            os.environ[PASSWORD_ENV] = self.storage
         sweep_dir = Path(self.config.hydra.sweep.dir)
-        job_idx = sum(1 for p in sweep_dir.glob("*/.hydra"))  # keep earlier job folders
-        log.info("Optuna study %r in %s: %d of %d trials already finished", self.study_name, self.storage,
+        log.info("Optuna study %r in %s: %d of %d trials already finished", self.study_name, redacted(self.storage or ""),
                  len(study.get_trials(deepcopy=False, states=FINISHED)), self.n_trials)
         heartbeat = Heartbeat(study, self.heartbeat_interval)
         try:
@@ -229,8 +257,7 @@ class OptunaSweeper(Sweeper):
                     time.sleep(min(1.0, self.heartbeat_interval))  # (or to go stale, and take their place)
                     continue
                 batch = self._jobs(trials, fixed)
-                returns = self.launcher.launch(batch, initial_job_idx=job_idx)
-                job_idx += len(batch)
+                returns = self.launcher.launch(batch, initial_job_idx=reserve_job_numbers(sweep_dir, len(batch)))
                 self._tell(study, trials, list(returns))
                 for trial in trials:
                     heartbeat.remove(trial)
@@ -238,7 +265,7 @@ class OptunaSweeper(Sweeper):
             heartbeat.close()
 
         best = study.best_trial
-        results = {"study_name": self.study_name, "storage": self.storage, "direction": self.direction,
+        results = {"study_name": self.study_name, "storage": redacted(self.storage or ""), "direction": self.direction,
                    "best_value": best.value, "best_params": best.params, "best_trial": best.number,
                    "n_trials": len(study.trials)}
         out = sweep_dir / "optimization_results.yaml"

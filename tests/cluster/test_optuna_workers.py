@@ -61,20 +61,22 @@ def test_cluster_status_prints_the_storage_url_of_a_working_database(pg_url):
 
 def test_two_workers_share_one_study_without_duplicated_or_lost_trials(tmp_path, pg_url):
     name = f"shared-{uuid.uuid4().hex[:8]}"
-    workers = [lab([*TINY_RL, *study_args(pg_url, name, 4, tmp_path / f"worker{i}")], tmp_path / "logs",
-                   background=True) for i in (0, 1)]
+    # one sweep folder for both, as the presets have it: neither may write into the other's job folders
+    workers = [lab([*TINY_RL, *study_args(pg_url, name, 6, tmp_path / "shared")], tmp_path / "logs",
+                   background=True) for _ in (0, 1)]
     for w in workers:
         _, err = w.communicate(timeout=600)
         assert w.returncode == 0, err[-3000:]
     study = load(pg_url, name)
     finished = [t for t in study.trials if t.state in FINISHED]
-    assert len(finished) == 4
+    assert len(finished) == 6
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
     # a failed trial here can only be a place another worker took first, never a lost run
     assert all(t.system_attrs.get("lab:surplus") for t in study.trials if t.state == optuna.trial.TrialState.FAIL)
-    ran = [trial_ids_run(tmp_path / f"worker{i}") for i in (0, 1)]
-    assert all(ran), "both workers ran trials"
-    assert sorted(ran[0] + ran[1]) == sorted(t._trial_id for t in finished)  # each trial run once, by one worker
+    ran = trial_ids_run(tmp_path / "shared")  # each trial run once, in a job folder of its own
+    assert sorted(ran) == sorted(t._trial_id for t in finished)
+    assert len(list((tmp_path / "shared").glob("*/.hydra"))) == 6
+    assert len({t.system_attrs["lab:worker"] for t in finished}) == 2  # both workers ran some
 
 
 def test_a_killed_workers_trial_is_failed_and_the_study_still_finishes(tmp_path, pg_url):
@@ -136,6 +138,11 @@ def test_trials_run_as_slurm_jobs_report_to_postgresql(tmp_path, pg_url):
     # each job reported its evaluations to the database itself (for pruning): 2 evaluation periods
     assert all(sorted(t.intermediate_values) == [0, 1] for t in trials)
     assert sorted(trial_ids_run(sweep)) == sorted(t._trial_id for t in trials)
+    # the jobs got the password from their environment: none of what they record holds it
+    password = pg_url.split("@")[0].rsplit(":", 1)[1]
+    for job_dir in (sweep / "0", sweep / "1"):
+        recorded = (job_dir / "result.json").read_text() + (job_dir / ".hydra" / "overrides.yaml").read_text()
+        assert "lab:***@127.0.0.1" in recorded and f":{password}@" not in recorded
 
 
 def test_optuna_dashboard_opens_a_study_in_postgresql(pg_url):

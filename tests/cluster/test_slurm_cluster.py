@@ -225,3 +225,28 @@ def test_preemption_signal_continues_an_rl_run(tmp_path):
     assert len(steps) == 2 and len(steps[0]) > 0 and len(steps[1]) > 0
     assert max(steps[0]) < min(steps[1]) and sorted(steps[0] + steps[1]) == list(range(64, 2048 + 1, 64))
     assert summary_rows(sweep)[0]["status"] == "ok" and float(summary_rows(sweep)[0]["eval/return"]) > 0
+
+
+def test_preemption_of_a_ddp_job_is_decided_by_all_ranks(tmp_path, data_dir):
+    """USR1 to both tasks of a 2-process job: the ranks agree on the step, rank 0 saves and requeues, both exit;
+    the requeued job continues on 2 ranks to the end (5 steps an epoch for 300 images, batch 32 per process)."""
+    sweep = tmp_path / "sweep"
+    proc = lab(["-m", *supervised(data_dir), "trainer.limit_train_batches=null", "trainer.max_epochs=4", *slow(0.5),
+                *DDP, *SLURM, f"hydra.sweep.dir={sweep}"], tmp_path / "logs", background=True)
+    run = sweep / "0"
+    try:
+        wait_for(lambda: (run / "checkpoints" / "last.ckpt").is_file(), 180, "the first epoch", proc)
+        (job,) = slurm_jobs(sweep)
+        subprocess.run(["scancel", "--signal=USR1", job], check=True)
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "REQUEUED" in [r["state"] for r in sacct(job, all_records=True)]
+    (saved_at,) = preemptions((run / "mlp_mnist.log").read_text())
+    assert 5 <= saved_at < 20
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["global_step"] == 20 and summary_rows(sweep)[0]["status"] == "ok"
+    steps = csv_steps(run, "train/loss_step")  # rank 0's logger, once per start of the job
+    assert [s for version in steps for s in version] == list(range(20))

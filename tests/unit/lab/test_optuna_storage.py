@@ -101,3 +101,41 @@ def test_heartbeat_settings_are_checked():
     with pytest.raises(ValueError, match="need 0 < heartbeat_interval < grace_period"):
         OptunaSweeper(study_name="s", storage=None, direction="min", n_trials=1, n_jobs=1, sampler={}, pruner=None,
                       params=None, seeds=None, heartbeat_interval=10, grace_period=5)
+
+
+def test_workers_sharing_a_sweep_folder_get_job_numbers_of_their_own(tmp_path):
+    from hydra_plugins.lab_optuna_sweeper import reserve_job_numbers
+
+    (tmp_path / "0").mkdir()  # an earlier job's folder, kept
+    assert reserve_job_numbers(tmp_path, 2) == 1  # this worker: 1 and 2
+    (tmp_path / "4").mkdir()  # another worker's
+    assert reserve_job_numbers(tmp_path, 2) == 5  # numbers after every existing one
+    assert sorted(int(p.name) for p in tmp_path.iterdir()) == [0, 1, 2, 4, 5, 6]
+
+
+def test_a_number_taken_meanwhile_moves_the_block_past_it(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from hydra_plugins.lab_optuna_sweeper import reserve_job_numbers
+
+    mkdir = Path.mkdir
+
+    def racing(self, *args, **kwargs):  # another worker takes 1 just before this one does
+        if self == tmp_path / "1" and not self.exists():
+            mkdir(self)
+        return mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", racing)
+    assert reserve_job_numbers(tmp_path, 2) == 2  # 0 made, 1 lost to the other worker: 2 and 3 instead
+
+
+def test_a_trial_another_worker_failed_is_left_failed(tmp_path):
+    from hydra.core.utils import JobReturn, JobStatus
+
+    study = optuna.create_study()
+    trial = study.ask(X)
+    study.tell(trial.number, state=optuna.trial.TrialState.FAIL)  # by another worker: no heartbeat for too long
+    done = JobReturn(status=JobStatus.COMPLETED)
+    done.return_value = 0.5
+    sweeper(n_trials=1, n_jobs=1)._tell(study, [trial], [done])  # no "cannot tell a finished trial" crash
+    assert study.trials[0].state == optuna.trial.TrialState.FAIL

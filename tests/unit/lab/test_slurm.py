@@ -31,7 +31,7 @@ def _signal_handlers():
     slurm._received.clear()
 
 
-@pytest.mark.parametrize(("devices", "tasks"), [("auto", 1), (2, 2), ("3", 3), (-1, 1), ("[0,1]", 2)])
+@pytest.mark.parametrize(("devices", "tasks"), [("auto", 1), (2, 2), ("3", 3), (-1, 1), ("[0,1]", 2), ("'0,1,2'", 3)])
 @pytest.mark.parametrize("launcher", ["slurm", "slurm_multi_gpu"])
 def test_slurm_launchers_take_their_shape_from_the_trainer(launcher, devices, tasks):
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
@@ -96,16 +96,16 @@ def fake_scontrol(tmp_path: Path) -> Path:
     return bin_dir
 
 
-def preempted_fit(tmp_path: Path, callbacks: list[Callback]) -> tuple[Trainer, Requeued]:
+def preempted_fit(tmp_path: Path, callbacks: list[Callback], accumulate: int = 1) -> tuple[Trainer, Requeued]:
     trainer = Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False,
+                      enable_progress_bar=False, enable_model_summary=False, accumulate_grad_batches=accumulate,
                       callbacks=[*callbacks, Preemption(dirpath=str(tmp_path / "checkpoints"))])
     with pytest.raises(Requeued) as raised:
         trainer.fit(Tiny())
     return trainer, raised.value
 
 
-def resumed_at(tmp_path: Path) -> tuple[tuple[int, int, int, int], int]:
+def resumed_at(tmp_path: Path, accumulate: int = 1) -> tuple[tuple[int, int, int, int], int]:
     """Where a fit from the preemption checkpoint goes on (epoch, batch, global step, the loggers' step), and the
     global step it ends at."""
 
@@ -116,7 +116,8 @@ def resumed_at(tmp_path: Path) -> tuple[tuple[int, int, int, int], int]:
 
     first = FirstBatch()
     trainer = Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False, callbacks=[first])
+                      enable_progress_bar=False, enable_model_summary=False, callbacks=[first],
+                      accumulate_grad_batches=accumulate)
     trainer.fit(Tiny(), ckpt_path=tmp_path / "checkpoints" / PREEMPTED)
     return first.first, trainer.global_step
 
@@ -137,6 +138,14 @@ def test_the_signal_checkpoints_between_steps_and_requeue_asks_slurm(signum, at,
     assert (tmp_path / "calls.txt").read_text().split() == ["requeue", "77"]
     # the requeued job goes on with the next batch, its metrics at the next logger step: 16 x 3 steps in all
     assert resumed_at(tmp_path) == ((*resumes_at, resumes_at[2]), 48)
+
+
+def test_with_gradient_accumulation_the_checkpoint_waits_for_the_window_to_end(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "80")
+    trainer, requeued = preempted_fit(tmp_path, [SignalAt(at=4, signum=signal.SIGUSR1)], accumulate=2)
+    # signalled in batch 4, the first of a window of 2: stopped after batch 5, at optimizer step 3 of 8 an epoch
+    assert requeued.global_step == trainer.global_step == 3
+    assert resumed_at(tmp_path, accumulate=2) == ((0, 6, 3, 3), 24)
 
 
 def test_a_signal_before_training_starts_is_not_lost(tmp_path, monkeypatch):
@@ -222,3 +231,17 @@ def test_the_slurm_launcher_without_sbatch_is_a_clear_error(tmp_path, data_dir):
     (message,) = [line for line in proc.stderr.splitlines() if line.strip()]
     assert message.startswith("error: hydra/launcher=slurm submits jobs with SLURM's `sbatch`, which is not on")
     assert not list((tmp_path / "sweep").glob("*/.hydra"))  # no job started
+
+
+def test_a_requeued_job_without_a_preemption_checkpoint_continues_from_its_last(tmp_path, data_dir, monkeypatch):
+    """SLURM may requeue a job without warning it first (preemption without send_user_signal, a node failure):
+    the restarted job (SLURM_RESTART_COUNT > 0) continues from the last checkpoint of its configuration."""
+    monkeypatch.setenv("SLURM_JOB_ID", "81")
+    cfg = make_cfg(["experiment=mlp_mnist", "trainer.max_epochs=2", "model/scheduler=cosine"], tmp_path, data_dir)
+    run(cfg)
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    again = make_cfg(["experiment=mlp_mnist", "trainer.max_epochs=3", "model/scheduler=cosine"], tmp_path, data_dir)
+    again.paths.output_dir = str(tmp_path / "logs" / "mlp_mnist" / "runs" / "requeued")  # as ${now} would name it
+    run(again)
+    last = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["global_step"] == 9 and not (tmp_path / "logs" / "mlp_mnist" / "runs" / "requeued").exists()
