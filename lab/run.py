@@ -157,15 +157,21 @@ def run(cfg: DictConfig) -> dict[str, float]:
     validate(cfg)
     runner: Runner = instantiate(cfg.runner, "runner")
     check_used(cfg, runner)
+    if cfg.trainer.get("sync_batchnorm") and not _uses_cuda(cfg):  # before resume compares configurations
+        with open_dict(cfg):  # torch's SyncBatchNorm is CUDA-only; CPU (gloo) DDP keeps per-process statistics
+            cfg.trainer.sync_batchnorm = False
+        log.info("trainer.sync_batchnorm=false: SyncBatchNorm needs CUDA devices")
     # a requeued SLURM job (lab.slurm) continues the run it was: from its preemption checkpoint, or from its last
     # checkpoint when SLURM stopped it without a warning signal
+    preempted = preempted_checkpoint(cfg.paths.output_dir) is not None
     requeued = cfg.mode == "train" and not cfg.resume and not cfg.ckpt_path and runner.can_resume and (
-        preempted_checkpoint(cfg.paths.output_dir) is not None or restarted())
+        preempted or restarted())
     if cfg.mode == "train" and (cfg.resume or requeued):
         if not runner.can_resume:
             raise ConfigError(f"resume=true: `{cfg.runner._target_}` cannot continue a run from a checkpoint; start "
                               "a new run (without resume=true).")
-        ckpt = find_resume_checkpoint(cfg, runner.length_keys, required=cfg.resume and not _in_multirun(),
+        # a checkpoint is required when the user asks to resume a single run, or the job left one to continue from
+        ckpt = find_resume_checkpoint(cfg, runner.length_keys, required=cfg.resume and not _in_multirun() or preempted,
                                       own_only=_in_multirun())
         if ckpt is None:  # a job of a sweep being finished (or requeued) that never got as far as a checkpoint
             log.info("%s: no checkpoint of this configuration yet; starting the run",
@@ -182,10 +188,6 @@ def run(cfg: DictConfig) -> dict[str, float]:
             runner.check_checkpoint(Path(cfg.ckpt_path))
     seed_everything(cfg.seed, workers=True)
     skip_nvml_recount()
-    if cfg.trainer.get("sync_batchnorm") and not _uses_cuda(cfg):
-        with open_dict(cfg):  # torch's SyncBatchNorm is CUDA-only; CPU (gloo) DDP keeps per-process statistics
-            cfg.trainer.sync_batchnorm = False
-        log.info("trainer.sync_batchnorm=false: SyncBatchNorm needs CUDA devices")
     composed = configuration(cfg, runner.length_keys)  # what resume compares: before the runner fills in sizes
     runner.build(cfg)
     if cfg.mode in COMPRESS_MODES:
