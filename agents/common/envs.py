@@ -97,6 +97,15 @@ class EnvConfig:
         if self.clip_obs <= 0 or self.clip_reward <= 0:
             raise ValueError(f"env.clip_obs={self.clip_obs!r} / env.clip_reward={self.clip_reward!r}: both must be > 0.")
 
+    def renders(self) -> bool:
+        """Whether the env can give frames for videos: it is made with render_mode="rgb_array"."""
+        try:
+            make_single_env(self, training=False, render_mode="rgb_array").close()
+        except TypeError:  # its constructor takes no render_mode argument (or none at all) ...
+            make_single_env(self, training=False).close()  # ... if it can be made without: else its own error
+            return False
+        return True
+
     def spaces(self) -> tuple[gym.Space, gym.Space]:
         """(observation space, action space) of one wrapped env, without building the vector env."""
         try:
@@ -208,7 +217,8 @@ def make_single_env(cfg: EnvConfig, training: bool, render_mode: str | None = No
     if cfg.atari:
         _register_atari()
         kwargs.setdefault("frameskip", 1)  # AtariPreprocessing does the frame skipping (with max-pooling)
-    env = gym.make(cfg.id, render_mode=render_mode, **kwargs)
+    # render_mode only when frames are wanted: an env whose constructor has no render_mode is made without it
+    env = gym.make(cfg.id, **({} if render_mode is None else {"render_mode": render_mode}), **kwargs)
     if video_dir is not None:
         env = gym.wrappers.RecordVideo(env, str(video_dir), episode_trigger=lambda ep: ep == 0,
                                        name_prefix="eval", disable_logger=True)

@@ -3,6 +3,7 @@ evaluation period -> the final evaluation of the best checkpoint (with its video
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from lightning.pytorch import Trainer
@@ -14,6 +15,8 @@ from lab.errors import ConfigError
 from lab.instantiate import instantiate
 from lab.runner import RunContext, Runner, scalars
 
+log = logging.getLogger("lab")
+
 
 def build_env_and_agent(cfg: DictConfig) -> tuple[EnvConfig, Any]:
     """`env`, then `agent` (given the env node), checked to suit each other: what every RL runner builds."""
@@ -24,6 +27,10 @@ def build_env_and_agent(cfg: DictConfig) -> tuple[EnvConfig, Any]:
         agent.check_env()
     except ValueError as e:
         raise ConfigError(f"The agent `{cfg.agent._target_}` does not suit env.id={env.id!r}: {e}") from None
+    if agent.video and not env.renders():
+        log.warning("agent.video=true, but env.id=%r cannot render (its constructor takes no render_mode): no "
+                    "evaluation videos; set agent.video=false to silence this", env.id)
+        agent.video = False
     return env, agent
 
 

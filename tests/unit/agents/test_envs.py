@@ -179,3 +179,44 @@ def test_vector_mode_refuses_what_it_cannot_build():
         EnvConfig(id="MountainCar-v0", vectorization="vector")
     with pytest.raises(ValueError, match="valid choices: sync, async, vector"):
         EnvConfig(id="CartPole-v1", vectorization="threads")
+
+
+class NoRenderMode(gym.Env):
+    """A user's env as they often write them: no __init__, so no render_mode argument."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(1, np.float32), 1.0, False, False, {}
+
+
+def test_an_env_without_render_mode_is_made_without_it_and_renders_no_video():
+    gym.register("NoRenderMode-v0", entry_point=NoRenderMode, max_episode_steps=5)
+    try:
+        cfg = EnvConfig(id="NoRenderMode-v0", num_envs=2)
+        assert cfg.spaces()[1] == gym.spaces.Discrete(2)  # made: gymnasium was not handed render_mode=None
+        assert cfg.renders() is False
+        assert EnvConfig(id="CartPole-v1", num_envs=1).renders() is True
+    finally:
+        gym.registry.pop("NoRenderMode-v0")
+
+
+@pytest.mark.parametrize("agent", ["ppo", "sb3_ppo"])
+def test_video_is_turned_off_with_a_warning_for_an_env_that_cannot_render(agent, tmp_path, caplog):
+    from agents.common.runner import build_env_and_agent
+    from helpers import make_cfg
+
+    gym.register("NoRenderMode-v0", entry_point=NoRenderMode, max_episode_steps=5)
+    try:
+        cfg = make_cfg(["experiment=ppo_cartpole", f"agent={agent}", "env.id=NoRenderMode-v0", "agent.video=true"],
+                       tmp_path, None, smoke=False)
+        _, built = build_env_and_agent(cfg)
+    finally:
+        gym.registry.pop("NoRenderMode-v0")
+    assert built.video is False
+    assert "cannot render (its constructor takes no render_mode): no evaluation videos" in caplog.text
