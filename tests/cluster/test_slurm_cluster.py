@@ -201,22 +201,29 @@ def test_time_limit_signal_checkpoints_requeues_and_continues_the_run(tmp_path, 
     assert {s for s, k in set().union(*logged) if k == "train/loss_step"} == set(range(80))
 
 
-def test_preemption_signal_continues_an_rl_run(tmp_path):
+def signalled_after_first_checkpoint(args: list[str], tmp_path: Path) -> Path:
+    """A one-job SLURM sweep that gets USR1 (what SLURM sends before preempting) once its first epoch's
+    checkpoint exists; it must end well, having been requeued. Returns the run folder."""
     sweep = tmp_path / "sweep"
-    proc = lab(["-m", "experiment=ppo_cartpole", *RL, "agent.total_timesteps=2048", "agent.eval_freq=512",
-                "agent.log_interval=64", *slow(0.3),
-                *SLURM, f"hydra.sweep.dir={sweep}"], tmp_path / "logs", background=True)
+    proc = lab(["-m", *args, *SLURM, f"hydra.sweep.dir={sweep}"], tmp_path / "logs", background=True)
     run = sweep / "0"
     try:
-        wait_for(lambda: (run / "checkpoints" / "last.ckpt").is_file(), 180, "the first evaluation period", proc)
+        wait_for(lambda: (run / "checkpoints" / "last.ckpt").is_file(), 180, "the first checkpoint", proc)
         (job,) = slurm_jobs(sweep)
-        subprocess.run(["scancel", "--signal=USR1", job], check=True)  # what SLURM sends before preempting
+        subprocess.run(["scancel", "--signal=USR1", job], check=True)
         _, stderr = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0, stderr[-3000:]
     assert "REQUEUED" in [r["state"] for r in sacct(job, all_records=True)]
+    return run
+
+
+def test_preemption_signal_continues_an_rl_run(tmp_path):
+    sweep = tmp_path / "sweep"
+    run = signalled_after_first_checkpoint(["experiment=ppo_cartpole", *RL, "agent.total_timesteps=2048",
+                                            "agent.eval_freq=512", "agent.log_interval=64", *slow(0.3)], tmp_path)
     saved_at = preemptions((run / "ppo_cartpole.log").read_text())
     assert len(saved_at) == 1
     last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
@@ -231,19 +238,8 @@ def test_preemption_of_a_ddp_job_is_decided_by_all_ranks(tmp_path, data_dir):
     """USR1 to both tasks of a 2-process job: the ranks agree on the step, rank 0 saves and requeues, both exit;
     the requeued job continues on 2 ranks to the end (5 steps an epoch for 300 images, batch 32 per process)."""
     sweep = tmp_path / "sweep"
-    proc = lab(["-m", *supervised(data_dir), "trainer.limit_train_batches=null", "trainer.max_epochs=4", *slow(0.5),
-                *DDP, *SLURM, f"hydra.sweep.dir={sweep}"], tmp_path / "logs", background=True)
-    run = sweep / "0"
-    try:
-        wait_for(lambda: (run / "checkpoints" / "last.ckpt").is_file(), 180, "the first epoch", proc)
-        (job,) = slurm_jobs(sweep)
-        subprocess.run(["scancel", "--signal=USR1", job], check=True)
-        _, stderr = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 0, stderr[-3000:]
-    assert "REQUEUED" in [r["state"] for r in sacct(job, all_records=True)]
+    run = signalled_after_first_checkpoint([*supervised(data_dir), "trainer.limit_train_batches=null",
+                                            "trainer.max_epochs=4", *slow(0.5), *DDP], tmp_path)
     (saved_at,) = preemptions((run / "mlp_mnist.log").read_text())
     assert 5 <= saved_at < 20
     last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
