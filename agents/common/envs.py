@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -25,6 +26,7 @@ import numpy as np
 from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
 from gymnasium.vector import AutoresetMode
 
+from agents.common.spaces import EncodeObservation, needs_encoding, normalization_mask
 from agents.common.wrappers import NormalizeObservation, NormalizeReward
 
 Vectorization = Literal["sync", "async", "vector"]
@@ -74,7 +76,7 @@ class EnvConfig:
     id: str
     num_envs: int = 1
     vectorization: Vectorization = "sync"
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    kwargs: dict[str, Any] = field(default_factory=dict)  # the env constructor's (gymnasium.make's) arguments
     max_episode_steps: int | None = None
     normalize_obs: bool = False  # running mean/std of observations (SB3 VecNormalize's norm_obs)
     normalize_reward: bool = False  # scale rewards by the std of the discounted return (norm_reward)
@@ -82,8 +84,14 @@ class EnvConfig:
     clip_reward: float = 10.0
     atari: bool = False  # Atari preprocessing: noop reset, frame skip 4, 84x84 grey, life loss, reward clip
     frame_stack: int = 1
+    env_kwargs: dict[str, Any] | None = None  # the old name of `kwargs`, still read (with a warning)
+    _spaces: tuple[gym.Space, gym.Space] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.env_kwargs:
+            warnings.warn("env.env_kwargs is now env.kwargs; it is read as env.kwargs this time", FutureWarning,
+                          stacklevel=2)
+            self.kwargs = {**dict(self.env_kwargs), **dict(self.kwargs)}
         check_env_id(self.id)
         if isinstance(self.num_envs, bool) or not isinstance(self.num_envs, int) or self.num_envs <= 0:
             raise ValueError(f"env.num_envs={self.num_envs!r} is not valid: it must be an integer > 0.")
@@ -107,12 +115,18 @@ class EnvConfig:
         return True
 
     def spaces(self) -> tuple[gym.Space, gym.Space]:
-        """(observation space, action space) of one wrapped env, without building the vector env."""
+        """(observation space, action space) of one wrapped env as the env gives them (before the agents'
+        observation encoding), without building the vector env; made once."""
+        if self._spaces is None:
+            self._spaces = self._make_spaces()
+        return self._spaces
+
+    def _make_spaces(self) -> tuple[gym.Space, gym.Space]:
         try:
             env = make_single_env(self, training=True)
         except Exception as e:  # an env's own constructor, or its kwargs: named, before anything trains
-            raise ValueError(f"env.id={self.id!r} could not be made by gymnasium.make with env.env_kwargs="
-                             f"{dict(self.env_kwargs)} ({type(e).__name__}: {e}).") from None
+            raise ValueError(f"env.id={self.id!r} could not be made by gymnasium.make with env.kwargs="
+                             f"{dict(self.kwargs)} ({type(e).__name__}: {e}).") from None
         try:
             return env.observation_space, env.action_space
         finally:
@@ -189,7 +203,7 @@ class EpisodeStatistics(gym.vector.VectorWrapper):
 
 def make_vector_env(cfg: EnvConfig, num_envs: int) -> gym.vector.VectorEnv:
     """env.vectorization=vector: the env's own vector implementation, same-step, with episode statistics."""
-    kwargs = dict(cfg.env_kwargs)
+    kwargs = dict(cfg.kwargs)
     steps = cfg.max_episode_steps or gym.spec(cfg.id).max_episode_steps
     if _is_gym_cartpole(cfg.id):
         env: gym.vector.VectorEnv = SameStepCartPole(num_envs=num_envs, max_episode_steps=steps or 500, **kwargs)
@@ -209,9 +223,10 @@ def make_vector_env(cfg: EnvConfig, num_envs: int) -> gym.vector.VectorEnv:
 
 
 def make_single_env(cfg: EnvConfig, training: bool, render_mode: str | None = None,
-                    video_dir: Path | None = None, clip_actions: bool = True) -> gym.Env:
-    """One env with the per-episode wrappers. `training=False` keeps true scores (no life loss, no reward clip)."""
-    kwargs = dict(cfg.env_kwargs)
+                    video_dir: Path | None = None, clip_actions: bool = True, encode_obs: bool = False) -> gym.Env:
+    """One env with the per-episode wrappers. `training=False` keeps true scores (no life loss, no reward clip);
+    `encode_obs` turns a non-Box observation into the flat vector the lab's agents store (spaces.encode)."""
+    kwargs = dict(cfg.kwargs)
     if cfg.max_episode_steps is not None:
         kwargs["max_episode_steps"] = cfg.max_episode_steps
     if cfg.atari:
@@ -238,36 +253,48 @@ def make_single_env(cfg: EnvConfig, training: bool, render_mode: str | None = No
     if clip_actions and isinstance(env.action_space, gym.spaces.Box):
         env = gym.wrappers.ClipAction(env)  # Gaussian policies sample outside the bounds
     if cfg.frame_stack > 1:
+        if not isinstance(env.observation_space, gym.spaces.Box):
+            raise ValueError(f"env.frame_stack={cfg.frame_stack} stacks Box observations; env.id={cfg.id!r} gives "
+                             f"{env.observation_space}. Set env.frame_stack=1.")
         env = gym.wrappers.FrameStackObservation(env, cfg.frame_stack)
+    if encode_obs and needs_encoding(env.observation_space):
+        env = EncodeObservation(env)
     return env
 
 
 def env_fns(cfg: EnvConfig, num_envs: int | None = None, training: bool = True, video_dir: Path | None = None,
-            clip_actions: bool = True) -> list[Callable[[], gym.Env]]:
+            clip_actions: bool = True, encode_obs: bool = False) -> list[Callable[[], gym.Env]]:
     """One constructor per sub-env with every per-episode wrapper (what our agents and SB3's both vectorize);
     `video_dir` records the first episode of sub-env 0. SB3 clips actions itself (clip_actions=False): it
-    needs the env's finite action bounds, which ClipAction widens."""
+    needs the env's finite action bounds, which ClipAction widens; and it encodes observations itself."""
     n = cfg.num_envs if num_envs is None else num_envs
     return [partial(make_single_env, cfg, training, "rgb_array" if (video_dir and i == 0) else None,
-                    video_dir if i == 0 else None, clip_actions) for i in range(n)]
+                    video_dir if i == 0 else None, clip_actions, encode_obs) for i in range(n)]
 
 
 def make_env(cfg: EnvConfig, seed: int, num_envs: int | None = None, training: bool = True, gamma: float = 0.99,
-             video_dir: Path | None = None) -> gym.vector.VectorEnv:
+             video_dir: Path | None = None, encode_obs: bool = True) -> gym.vector.VectorEnv:
     """Vector env of `num_envs` (default cfg.num_envs) copies, sub-env i seeded with `seed + i`.
 
-    Observation normalization is shared across sub-envs (one running mean/std, like VecNormalize); for
-    evaluation (`training=False`) it is frozen and the reward is left unscaled. `video_dir` records the
-    first episode of sub-env 0.
+    Observation normalization is shared across sub-envs (one running mean/std, like VecNormalize) and skips
+    what is not a real number (images, indices, bits: `spaces.normalization_mask`); for evaluation
+    (`training=False`) it is frozen and the reward is left unscaled. `video_dir` records the first episode
+    of sub-env 0. `encode_obs` gives non-Box observations as the lab's agents store them (flat vectors).
     """
     env: gym.vector.VectorEnv
+    raw_space = cfg.spaces()[0]
     if cfg.vectorization == "vector" and training:  # evaluation keeps real per-env episodes (and videos)
+        if needs_encoding(raw_space):
+            raise ValueError(f"env.vectorization='vector' takes Box observations; env.id={cfg.id!r} gives {raw_space}. "
+                             "Use env.vectorization=sync or async.")
         env = make_vector_env(cfg, cfg.num_envs if num_envs is None else num_envs)
     else:
         vector_cls = gym.vector.AsyncVectorEnv if cfg.vectorization == "async" else gym.vector.SyncVectorEnv
-        env = vector_cls(env_fns(cfg, num_envs, training, video_dir), autoreset_mode=AutoresetMode.SAME_STEP)
+        env = vector_cls(env_fns(cfg, num_envs, training, video_dir, encode_obs=encode_obs),
+                         autoreset_mode=AutoresetMode.SAME_STEP)
     if cfg.normalize_obs:
-        env = NormalizeObservation(env, clip=cfg.clip_obs, update=training)
+        mask = normalization_mask(raw_space) if encode_obs else None
+        env = NormalizeObservation(env, clip=cfg.clip_obs, update=training, mask=mask)
     if cfg.normalize_reward and training:
         env = NormalizeReward(env, gamma=gamma, clip=cfg.clip_reward)
     env.action_space.seed(seed)

@@ -26,6 +26,7 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 
 from agents.common.envs import EnvConfig, find_wrapper, finished_episodes, make_env
 from agents.common.evaluate import evaluate, evaluation_metrics, video_files
+from agents.common.spaces import encoded_space, normalization_mask, observation_parts
 from agents.common.wrappers import NormalizeObservation, NormalizeReward
 from lab.accel import skip_nvml_recount
 from lab.checks import check_ints
@@ -112,13 +113,27 @@ class RLModule(LightningModule):
     # ---- spaces and nets ---------------------------------------------------------------------------
     def check_env(self) -> None:
         """Raise ValueError when the env does not suit the agent (run before training). Subclasses extend."""
-        self.env_cfg.spaces()
+        obs_space, _ = self.env_cfg.spaces()
+        observation_parts(obs_space)  # a space the agents can take
+        if self.env_cfg.normalize_obs:
+            normalization_mask(obs_space)  # something to normalize
+
+    def observation_space(self) -> gym.Space:
+        """The env's own single-env observation space (Dict, Discrete, ...: what the networks are built for)."""
+        return self.env_cfg.spaces()[0]
+
+    @property
+    def action_space(self) -> gym.Space:
+        """The env's single-env action space."""
+        return self.env_cfg.spaces()[1]
 
     def spaces(self) -> tuple[gym.Space, gym.Space]:
-        """Single-env (observation, action) spaces as the agent sees them (after normalization)."""
+        """Single-env (observation, action) spaces as the agent stores them: non-Box observations encoded as
+        flat vectors (agents.common.spaces), after normalization."""
         if self.envs is not None:
             return self.envs.single_observation_space, self.envs.single_action_space
         obs_space, action_space = self.env_cfg.spaces()
+        obs_space = encoded_space(obs_space)
         if self.env_cfg.normalize_obs:
             obs_space = gym.spaces.Box(-np.inf, np.inf, obs_space.shape, np.float32)
         return obs_space, action_space

@@ -109,17 +109,20 @@ def orthogonal_init(module: nn.Module, gain: float) -> None:
 
 
 class NatureCNN(nn.Module):
-    """Mnih et al. (2015) encoder: (B, C, 84, 84) uint8 frames -> (B, 512) features."""
+    """Mnih et al. (2015) encoder: (B, C, H, W) uint8 frames -> (B, features); (B, 32, 20, 20), (B, 64, 9, 9),
+    (B, 64, 7, 7) for Atari's 84x84. Images of at least 36x36."""
 
-    def __init__(self, in_channels: int, features: int = 512) -> None:
+    def __init__(self, in_channels: int, features: int = 512, size: tuple[int, int] = (84, 84)) -> None:
         super().__init__()
         self.conv = nn.Sequential(
-            nn.Conv2d(in_channels, 32, 8, stride=4), nn.ReLU(),  # (B, 32, 20, 20)
-            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),  # (B, 64, 9, 9)
-            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),  # (B, 64, 7, 7)
+            nn.Conv2d(in_channels, 32, 8, stride=4), nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
             nn.Flatten(),
         )
-        self.fc = nn.Sequential(nn.Linear(64 * 7 * 7, features), nn.ReLU())
+        with torch.no_grad():  # the flattened width for this image size, as SB3's NatureCNN measures it
+            flat = self.conv(torch.zeros(1, in_channels, *size)).shape[1]
+        self.fc = nn.Sequential(nn.Linear(flat, features), nn.ReLU())
         self.out_dim = features
         orthogonal_init(self, math.sqrt(2))
 
@@ -127,13 +130,21 @@ class NatureCNN(nn.Module):
         return self.fc(self.conv(obs.float() / 255.0))
 
 
-def check_encoder(obs_shape: tuple[int, ...], encoder: str) -> None:
-    """Check that the observation shape suits the encoder (ValueError naming both otherwise)."""
-    if encoder == "nature_cnn" and (len(obs_shape) != 3 or obs_shape[1:] != (84, 84)):
-        raise ValueError(f"agent.encoder='nature_cnn' needs (frames, 84, 84) observations (env.atari=true), "
-                         f"got shape {obs_shape}; use encoder='mlp' for vector observations.")
-    if encoder == "mlp" and len(obs_shape) != 1:
-        raise ValueError(f"agent.encoder='mlp' needs flat vector observations, got shape {obs_shape}; "
-                         "use encoder='nature_cnn' for Atari frames.")
-    if encoder not in ("mlp", "nature_cnn"):
-        raise ValueError(f"agent.encoder={encoder!r} is not valid; valid choices: mlp, nature_cnn.")
+class SmallCNN(nn.Module):
+    """For images smaller than the Nature CNN takes (under 36x36, e.g. MinAtar's 10x10 or a grid world):
+    (B, C, H, W) -> 3x3 convolutions, (B, 32, H, W) then (B, 64, ceil(H/2), ceil(W/2)) -> (B, features)."""
+
+    def __init__(self, in_channels: int, features: int = 256, size: tuple[int, int] = (10, 10)) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 3, stride=1, padding=1), nn.ReLU(),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Flatten(),
+        )
+        flat = 64 * ((size[0] + 1) // 2) * ((size[1] + 1) // 2)
+        self.fc = nn.Sequential(nn.Linear(flat, features), nn.ReLU())
+        self.out_dim = features
+        orthogonal_init(self, math.sqrt(2))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(obs.float() / 255.0))

@@ -60,25 +60,40 @@ class SyncedStatistics:
 
 
 class NormalizeObservation(SyncedStatistics, VectorWrapper):
-    """(obs - mean) / sqrt(var + eps), clipped to [-clip, clip]; statistics updated while `update`."""
+    """(obs - mean) / sqrt(var + eps), clipped to [-clip, clip]; statistics updated while `update`. `mask`
+    (over the last axis of flat observations) limits it to those numbers, the rest passing unchanged."""
 
-    def __init__(self, env: VectorEnv, clip: float = 10.0, epsilon: float = 1e-8, update: bool = True) -> None:
+    def __init__(self, env: VectorEnv, clip: float = 10.0, epsilon: float = 1e-8, update: bool = True,
+                 mask: np.ndarray | None = None) -> None:
         super().__init__(env)
-        box = spaces.Box(-clip, clip, shape=env.single_observation_space.shape, dtype=np.float32)
+        shape = env.single_observation_space.shape
+        bound = clip if mask is None else np.inf
+        box = spaces.Box(-bound, bound, shape=shape, dtype=np.float32)
         self.single_observation_space = box
-        self.observation_space = spaces.Box(-clip, clip, shape=(env.num_envs, *box.shape), dtype=np.float32)
-        self.obs_rms = RunningMeanStd(shape=box.shape, dtype=np.float64)
+        self.observation_space = spaces.Box(-bound, bound, shape=(env.num_envs, *box.shape), dtype=np.float32)
+        self.mask = mask
+        self.obs_rms = RunningMeanStd(shape=shape if mask is None else (int(mask.sum()),), dtype=np.float64)
         self.clip, self.epsilon, self.update = clip, epsilon, update
         self.synced = self.state_dict()
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:
-        out = (obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + self.epsilon)
+        if self.mask is not None:
+            out = np.asarray(obs, dtype=np.float32).copy()
+            out[..., self.mask] = self._scaled(out[..., self.mask])
+            return out
+        return self._scaled(obs)
+
+    def _scaled(self, x: np.ndarray) -> np.ndarray:
+        out = (x - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + self.epsilon)
         return np.clip(out, -self.clip, self.clip).astype(np.float32)
+
+    def _update(self, obs: np.ndarray) -> None:
+        if self.update:
+            self.obs_rms.update(obs if self.mask is None else obs[..., self.mask])
 
     def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
         obs, info = self.env.reset(**kwargs)
-        if self.update:
-            self.obs_rms.update(obs)
+        self._update(obs)
         return self.normalize(obs), info
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
@@ -88,8 +103,7 @@ class NormalizeObservation(SyncedStatistics, VectorWrapper):
             for i, o in enumerate(info["final_obs"]):
                 final[i] = None if o is None else self.normalize(o)
             info["final_obs"] = final
-        if self.update:
-            self.obs_rms.update(obs)
+        self._update(obs)
         return self.normalize(obs), reward, terminated, truncated, info
 
     def state_dict(self) -> dict[str, torch.Tensor]:

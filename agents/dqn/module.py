@@ -56,7 +56,7 @@ class DQN(RLModule):
         per_alpha: float = 0.6,
         per_beta: float = 0.4,  # annealed linearly to 1 over the run
         loss: str = "huber",
-        encoder: str = "mlp",
+        encoder: str = "auto",
         net_arch: tuple[int, ...] = (64, 64),
         activation: str = "relu",
         save_replay_buffer: bool = False,
@@ -108,17 +108,18 @@ class DQN(RLModule):
         return self.train_freq * self.env_cfg.num_envs
 
     def check_env(self) -> None:
-        obs_space, action_space = self.spaces()
+        super().check_env()
+        _, action_space = self.spaces()
         if not isinstance(action_space, spaces.Discrete):
-            raise ValueError(f"DQN needs a Discrete action space; env.id={self.env_cfg.id!r} has {action_space} "
-                             "(use agent=ppo for continuous actions).")
-        QNetwork(obs_space.shape, int(action_space.n), **self.net_kwargs)
+            raise ValueError(f"DQN needs a Discrete action space; env.id={self.env_cfg.id!r} has {action_space}. "
+                             "Use agent=ppo (Box, MultiDiscrete, MultiBinary actions) or agent=sac (Box).")
+        QNetwork(self.observation_space(), int(action_space.n), **self.net_kwargs)  # spaces and encoder checks
 
     def build_networks(self) -> None:
         if self.q_net is None:
-            obs_space, action_space = self.spaces()
-            self.q_net = QNetwork(obs_space.shape, int(action_space.n), **self.net_kwargs)
-            self.q_target = QNetwork(obs_space.shape, int(action_space.n), **self.net_kwargs)
+            n = int(self.action_space.n)
+            self.q_net = QNetwork(self.observation_space(), n, **self.net_kwargs)
+            self.q_target = QNetwork(self.observation_space(), n, **self.net_kwargs)
             self.q_target.load_state_dict(self.q_net.state_dict())
             self.q_target.requires_grad_(False)
 
@@ -139,6 +140,13 @@ class DQN(RLModule):
     @torch.inference_mode()
     def predict(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
         """Greedy actions; epsilon-greedy (per sub-env) unless deterministic."""
+        start = int(self.action_space.start)  # Discrete(n, start): actions start + 0 .. start + n-1
+        index = self.predict_index(obs, deterministic)
+        return index + start if start else index
+
+    @torch.inference_mode()
+    def predict_index(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
+        """Action indices (0 .. n-1): greedy, or epsilon-greedy (per sub-env) unless deterministic."""
         if deterministic:
             return self.q_net(torch.as_tensor(obs, device=self.device)).argmax(-1).cpu().numpy()
         n = len(obs)
@@ -160,12 +168,13 @@ class DQN(RLModule):
     def training_step(self, batch: int, batch_idx: int) -> None:
         opt = self.optimizers()
         envs, buf = self.envs, self.buffer
+        start = int(self.action_space.start)
 
         # 1. Collect train_freq vector steps into the replay buffer.
         for _ in range(self.train_freq):
             obs = self.next_obs
-            actions = self.predict(obs, deterministic=False)
-            next_obs, rewards, terminated, truncated, infos = envs.step(actions)
+            actions = self.predict_index(obs, deterministic=False)
+            next_obs, rewards, terminated, truncated, infos = envs.step(actions + start if start else actions)
             real_next = final_observations(next_obs, infos, terminated | truncated)
             buf.add(obs, real_next, actions, rewards, terminated, truncated)
             self.record_episodes(infos)

@@ -19,6 +19,7 @@ from gymnasium import spaces
 from agents.common.buffers import RolloutBuffer
 from agents.common.envs import EnvConfig, final_observations
 from agents.common.module import RLModule
+from agents.common.spaces import to_env_actions
 from agents.ppo.nets import ActorCritic
 from lab.checks import check_ints
 
@@ -48,7 +49,7 @@ class PPO(RLModule):
         vf_coef: float = 0.5,
         max_grad_norm: float = 0.5,
         target_kl: float | None = None,
-        encoder: str = "mlp",
+        encoder: str = "auto",
         net_arch: tuple[int, ...] = (64, 64),
         activation: str = "tanh",
         ortho_init: bool = True,
@@ -96,19 +97,17 @@ class PPO(RLModule):
         return self.num_steps * self.env_cfg.num_envs
 
     def check_env(self) -> None:
-        obs_space, action_space = self.spaces()
-        if not isinstance(action_space, (spaces.Discrete, spaces.Box)):
-            raise ValueError(f"PPO supports Discrete and Box action spaces; env.id={self.env_cfg.id!r} has "
-                             f"{action_space}.")
-        if isinstance(action_space, spaces.Discrete) and self.hparams.log_std_init != 0.0:  # it would be ignored
+        super().check_env()
+        _, action_space = self.spaces()
+        if not isinstance(action_space, spaces.Box) and self.hparams.log_std_init != 0.0:  # it would be ignored
             raise ValueError(f"agent.log_std_init={self.hparams.log_std_init!r} only acts on Gaussian policies (Box "
                              f"actions); env.id={self.env_cfg.id!r} has {action_space}.")
-        ActorCritic(obs_space.shape, action_space, **self.net_kwargs)  # shape checks (encoder vs observations)
+        ActorCritic(self.observation_space(), action_space, **self.net_kwargs)  # spaces and encoder checks
 
     def build_networks(self) -> None:
         if self.policy is None:
-            obs_space, action_space = self.spaces()
-            self.policy = ActorCritic(obs_space.shape, action_space, **self.net_kwargs)
+            _, action_space = self.spaces()
+            self.policy = ActorCritic(self.observation_space(), action_space, **self.net_kwargs)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(self.policy.parameters(), lr=self.learning_rate)
@@ -118,17 +117,20 @@ class PPO(RLModule):
             self.loss_fn = torch.compile(ppo_loss)
         # Not in `setup`: the Trainer moves the module to its device after setup, and the buffer lives there.
         if self.buffer is None or self.buffer.obs.device != self.device:
-            obs_space, action_space = self.spaces()
-            discrete = isinstance(action_space, spaces.Discrete)
+            obs_space, _ = self.spaces()
+            kind = self.policy.kind
+            action_shape = {"discrete": (), "multi_discrete": (len(getattr(self.policy, "nvec", ())),)}.get(
+                kind, (self.policy.pi_head.out_features,))
             self.buffer = RolloutBuffer(
-                self.num_steps, self.env_cfg.num_envs, obs_space.shape, () if discrete else action_space.shape,
+                self.num_steps, self.env_cfg.num_envs, obs_space.shape, action_shape,
                 obs_dtype=torch.uint8 if obs_space.dtype == np.uint8 else torch.float32,
-                action_dtype=torch.long if discrete else torch.float32, device=self.device)
+                action_dtype=torch.long if kind in ("discrete", "multi_discrete") else torch.float32,
+                device=self.device)
 
     @torch.inference_mode()
     def predict(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
         action, _, _ = self.policy.act(torch.as_tensor(obs, device=self.device), deterministic)
-        return action.cpu().numpy()
+        return to_env_actions(self.action_space, action.cpu().numpy())
 
     def training_step(self, batch: int, batch_idx: int) -> None:
         opt = self.optimizers()
@@ -140,7 +142,7 @@ class PPO(RLModule):
             for t in range(self.num_steps):
                 obs = torch.as_tensor(self.next_obs, device=self.device)
                 action, logprob, value = self.policy.act(obs)
-                action_np = action.cpu().numpy()
+                action_np = to_env_actions(self.action_space, action.cpu().numpy())
                 next_obs, reward, terminated, truncated, infos = envs.step(action_np)
                 buf.add(t, obs, action, logprob, value, reward, terminated, truncated)
                 cut = truncated & ~terminated
@@ -190,7 +192,7 @@ class PPO(RLModule):
             "train/explained_variance": float("nan") if var_returns == 0 else 1 - var_residual / var_returns,
             "train/learning_rate": lr, "train/clip_range": clip, "train/early_stop": float(stop),
         })
-        if not self.policy.discrete:
+        if self.policy.log_std is not None:
             metrics["train/std"] = self.policy.log_std.exp().mean().item()
         self.end_iteration(metrics)
 

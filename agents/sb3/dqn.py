@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from gymnasium import spaces
 from stable_baselines3 import DQN
 from stable_baselines3.common.base_class import BaseAlgorithm
 
@@ -29,7 +28,7 @@ class SB3DQN(SB3Agent):
                  exploration_fraction: float = 0.1, exploration_initial_eps: float = 1.0,
                  exploration_final_eps: float = 0.05, max_grad_norm: float = 10.0, double_q: bool = False,
                  dueling: bool = False, n_step: int = 1, prioritized: bool = False, per_alpha: float = 0.6,
-                 per_beta: float = 0.4, loss: str = "huber", encoder: str = "mlp", net_arch: tuple[int, ...] = (64, 64),
+                 per_beta: float = 0.4, loss: str = "huber", encoder: str = "auto", net_arch: tuple[int, ...] = (64, 64),
                  activation: str = "relu", save_replay_buffer: bool = False, eval_freq: int = 5000,
                  eval_episodes: int = 10, eval_deterministic: bool = True, log_interval: int = 1000,
                  video: bool = True, torch_threads: int | None = None) -> None:
@@ -46,20 +45,13 @@ class SB3DQN(SB3Agent):
         self.save_replay_buffer = save_replay_buffer
         policy_kwargs: dict[str, Any] = {"activation_fn": activation_class("agent.activation", activation),
                                          **optimizer_kwargs(optimizer)}
-        if encoder == "mlp":
-            policy_kwargs["net_arch"] = list(net_arch)
+        self.mlp_policy_kwargs = {"net_arch": list(net_arch)}  # not for SB3's CnnPolicy (no MLP after its CNN)
         self.kwargs = dict(learning_rate=linear(learning_rate, anneal_lr), buffer_size=buffer_size,
                            learning_starts=learning_starts, batch_size=batch_size, tau=tau, gamma=gamma,
                            train_freq=train_freq, gradient_steps=gradient_steps, n_steps=n_step,
                            target_update_interval=target_update_interval, exploration_fraction=exploration_fraction,
                            exploration_initial_eps=exploration_initial_eps, exploration_final_eps=exploration_final_eps,
                            max_grad_norm=max_grad_norm, policy_kwargs=policy_kwargs)
-
-    def check_env(self) -> None:
-        _, action_space = self.env_cfg.spaces()
-        if not isinstance(action_space, spaces.Discrete):
-            raise ValueError(f"DQN needs a Discrete action space; env.id={self.env_cfg.id!r} has {action_space} "
-                             "(use agent=ppo or agent=sb3_ppo for continuous actions).")
 
     def after_learn(self, model: BaseAlgorithm, ckpt_dir: Path) -> None:
         if self.save_replay_buffer:  # beside last.zip; SB3's DQN.load_replay_buffer reads it back

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from gymnasium import spaces
 from stable_baselines3 import PPO
 
 from agents.common.envs import EnvConfig
@@ -24,7 +23,7 @@ class SB3PPO(SB3Agent):
                  batch_size: int = 64, update_epochs: int = 10, gamma: float = 0.99, gae_lambda: float = 0.95,
                  clip_coef: float = 0.2, anneal_clip: bool = False, clip_vloss: bool = False, norm_adv: bool = True,
                  ent_coef: float = 0.0, vf_coef: float = 0.5, max_grad_norm: float = 0.5,
-                 target_kl: float | None = None, encoder: str = "mlp", net_arch: tuple[int, ...] = (64, 64),
+                 target_kl: float | None = None, encoder: str = "auto", net_arch: tuple[int, ...] = (64, 64),
                  activation: str = "tanh", ortho_init: bool = True, log_std_init: float = 0.0, eval_freq: int = 5000,
                  eval_episodes: int = 10, eval_deterministic: bool = True, log_interval: int = 2048,
                  video: bool = True, torch_threads: int | None = None, compile: bool = False) -> None:
@@ -37,18 +36,13 @@ class SB3PPO(SB3Agent):
             raise ValueError(f"agent.batch_size={batch_size} is larger than the rollout, agent.num_steps x "
                              f"env.num_envs = {num_steps * env.num_envs}.")
         clip = linear(clip_coef, anneal_clip)
-        policy_kwargs: dict[str, Any] = {"ortho_init": ortho_init,
+        policy_kwargs: dict[str, Any] = {"ortho_init": ortho_init, "log_std_init": log_std_init,
                                          "activation_fn": activation_class("agent.activation", activation),
                                          **optimizer_kwargs(optimizer)}
-        if encoder == "mlp":
-            policy_kwargs.update(net_arch=dict(pi=list(net_arch), vf=list(net_arch)), log_std_init=log_std_init)
+        # the MLP towers of MlpPolicy and MultiInputPolicy; SB3's CnnPolicy has none after its CNN
+        self.mlp_policy_kwargs = {"net_arch": dict(pi=list(net_arch), vf=list(net_arch))}
         self.kwargs = dict(learning_rate=linear(learning_rate, anneal_lr), n_steps=num_steps, batch_size=batch_size,
                            n_epochs=update_epochs, gamma=gamma, gae_lambda=gae_lambda, clip_range=clip,
                            clip_range_vf=clip if clip_vloss else None, normalize_advantage=norm_adv,
                            ent_coef=ent_coef, vf_coef=vf_coef, max_grad_norm=max_grad_norm, target_kl=target_kl,
                            policy_kwargs=policy_kwargs)
-
-    def check_env(self) -> None:
-        _, action_space = self.env_cfg.spaces()
-        if not isinstance(action_space, (spaces.Discrete, spaces.Box)):
-            raise ValueError(f"PPO supports Discrete and Box action spaces, not {action_space}.")

@@ -220,3 +220,9 @@ def test_video_is_turned_off_with_a_warning_for_an_env_that_cannot_render(agent,
         gym.registry.pop("NoRenderMode-v0")
     assert built.video is False
     assert "cannot render (its constructor takes no render_mode): no evaluation videos" in caplog.text
+
+
+def test_the_old_env_kwargs_name_is_read_as_kwargs_with_a_warning():
+    with pytest.warns(FutureWarning, match="env.env_kwargs is now env.kwargs"):
+        cfg = EnvConfig("FrozenLake-v1", env_kwargs={"map_name": "8x8"}, kwargs={"is_slippery": False})
+    assert cfg.kwargs == {"map_name": "8x8", "is_slippery": False} and cfg.spaces()[0].n == 64

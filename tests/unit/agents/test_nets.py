@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
@@ -12,8 +13,12 @@ from agents.dqn.nets import QNetwork
 from agents.ppo.nets import ActorCritic
 
 
+def box(n: int) -> spaces.Box:
+    return spaces.Box(-np.inf, np.inf, (n,), np.float32)
+
+
 def test_categorical_log_prob_and_entropy_match_torch():
-    net = ActorCritic((4,), spaces.Discrete(3), [16], "tanh", True, 0.0, "mlp")
+    net = ActorCritic(box(4), spaces.Discrete(3), [16], "tanh", True, 0.0, "mlp")
     obs = torch.randn(5, 4)
     action, logp, value = net.act(obs)
     assert action.shape == (5,) and logp.shape == (5,) and value.shape == (5,)
@@ -27,7 +32,7 @@ def test_categorical_log_prob_and_entropy_match_torch():
 
 
 def test_gaussian_log_prob_and_entropy_match_torch():
-    net = ActorCritic((3,), spaces.Box(-2, 2, (2,)), [16], "tanh", True, -0.5, "mlp")
+    net = ActorCritic(box(3), spaces.Box(-2, 2, (2,)), [16], "tanh", True, -0.5, "mlp")
     obs = torch.randn(6, 3)
     action, logp, _ = net.act(obs)
     mean = net.pi_head(net.features(obs)[0])
@@ -39,19 +44,21 @@ def test_gaussian_log_prob_and_entropy_match_torch():
 
 
 def test_nature_cnn_policy_on_frames():
-    net = ActorCritic((4, 84, 84), spaces.Discrete(6), [], "relu", True, 0.0, "nature_cnn")
+    net = ActorCritic(spaces.Box(0, 255, (4, 84, 84), np.uint8), spaces.Discrete(6), [], "relu", True, 0.0,
+                      "nature_cnn")
     action, _, value = net.act(torch.randint(0, 255, (2, 4, 84, 84), dtype=torch.uint8))
     assert action.shape == (2,) and value.shape == (2,)
+    assert net.body is None and net.encoder.single_image  # one shared CNN, linear heads (SB3's CnnPolicy)
     with pytest.raises(ValueError, match="nature_cnn"):
-        ActorCritic((4,), spaces.Discrete(2), [8], "tanh", True, 0.0, "nature_cnn")
+        ActorCritic(box(4), spaces.Discrete(2), [8], "tanh", True, 0.0, "nature_cnn")
 
 
 def test_dueling_q_network_centres_advantages():
-    net = QNetwork((4,), 3, [32], "relu", "mlp", dueling=True)
+    net = QNetwork(box(4), 3, [32], "relu", "mlp", dueling=True)
     obs = torch.randn(7, 4)
     q = net(obs)
     assert q.shape == (7, 3)
-    h = net.body(obs)
+    h = net.body(net.encoder(obs))
     torch.testing.assert_close(q.mean(-1, keepdim=True), net.value(h))  # mean over actions of Q = V
 
 
@@ -106,7 +113,7 @@ def test_checkpoints_with_two_sequential_towers_still_load():
     old = {f"{t}_body.{k}": v for t, m in towers.items() for k, v in m.state_dict().items()}
     old.update({f"pi_head.{k}": v for k, v in pi_head.state_dict().items()})
     old.update({f"vf_head.{k}": v for k, v in vf_head.state_dict().items()})
-    net = ActorCritic((4,), spaces.Discrete(2), [16, 16], "tanh", True, 0.0, "mlp")
+    net = ActorCritic(box(4), spaces.Discrete(2), [16, 16], "tanh", True, 0.0, "mlp")
     net.load_state_dict(old)
     obs = torch.randn(9, 4)
     torch.testing.assert_close(net.features(obs)[0], towers["pi"](obs), atol=1e-6, rtol=0)
@@ -116,7 +123,7 @@ def test_checkpoints_with_two_sequential_towers_still_load():
 def test_sampled_actions_follow_the_policy():
     """Inverse-CDF sampling in act(): action frequencies match softmax(logits) (chi-square, 60k draws)."""
     torch.manual_seed(0)
-    net = ActorCritic((2,), spaces.Discrete(4), [], "tanh", False, 0.0, "mlp")
+    net = ActorCritic(box(2), spaces.Discrete(4), [], "tanh", False, 0.0, "mlp")
     with torch.no_grad():
         net.pi_head.weight.zero_()
         net.pi_head.bias.copy_(torch.tensor([0.0, 1.0, -1.0, 2.0]))
@@ -126,3 +133,63 @@ def test_sampled_actions_follow_the_policy():
     chi2 = ((counts - 60_000 * p) ** 2 / (60_000 * p)).sum().item()
     assert chi2 < 16.3  # 3 degrees of freedom, p = 0.001
     torch.testing.assert_close(logp, torch.log(p)[actions])
+
+
+def test_multi_discrete_log_prob_and_entropy_match_torch():
+    """One categorical per component: log-probs and entropies add (SB3's MultiCategoricalDistribution)."""
+    torch.manual_seed(0)
+    net = ActorCritic(box(3), spaces.MultiDiscrete([3, 2, 4]), [16], "tanh", True, 0.0, "mlp")
+    obs = torch.randn(8, 3)
+    action, logp, _ = net.act(obs)
+    assert action.shape == (8, 3) and (action < torch.tensor([3, 2, 4])).all()
+    logits = net.pi_head(net.features(obs)[0]).split([3, 2, 4], dim=-1)
+    dists = [torch.distributions.Categorical(logits=lg) for lg in logits]
+    torch.testing.assert_close(logp, sum(d.log_prob(action[:, i]) for i, d in enumerate(dists)))
+    _, ent, _ = net.evaluate_actions(obs, action)
+    torch.testing.assert_close(ent, sum(d.entropy() for d in dists))
+    mode = net.act(obs, deterministic=True)[0]
+    assert torch.equal(mode, torch.stack([lg.argmax(-1) for lg in logits], -1))
+
+
+def test_multi_binary_log_prob_and_entropy_match_torch():
+    torch.manual_seed(0)
+    net = ActorCritic(box(3), spaces.MultiBinary(5), [16], "tanh", True, 0.0, "mlp")
+    obs = torch.randn(8, 3)
+    action, logp, _ = net.act(obs)
+    assert action.shape == (8, 5) and set(action.unique().tolist()) <= {0.0, 1.0}
+    logits = net.pi_head(net.features(obs)[0])
+    dist = torch.distributions.Bernoulli(logits=logits)
+    torch.testing.assert_close(logp, dist.log_prob(action).sum(-1))
+    _, ent, _ = net.evaluate_actions(obs, action)
+    torch.testing.assert_close(ent, dist.entropy().sum(-1))
+    assert torch.equal(net.act(obs, deterministic=True)[0], (logits > 0).float())
+
+
+def test_bernoulli_samples_follow_the_policy():
+    torch.manual_seed(0)
+    net = ActorCritic(box(2), spaces.MultiBinary(2), [], "tanh", False, 0.0, "mlp")
+    with torch.no_grad():
+        net.pi_head.weight.zero_()
+        net.pi_head.bias.copy_(torch.tensor([-1.0, 2.0]))
+    actions, _, _ = net.act(torch.zeros(40_000, 2))
+    torch.testing.assert_close(actions.mean(0), torch.sigmoid(torch.tensor([-1.0, 2.0])), atol=0.01, rtol=0)
+
+
+def test_ppo_refuses_action_spaces_it_cannot_take():
+    with pytest.raises(ValueError, match=r"PPO takes Discrete, Box, MultiDiscrete, MultiBinary .* Tuple"):
+        ActorCritic(box(2), spaces.Tuple((spaces.Discrete(2), spaces.Discrete(3))), [8], "tanh", True, 0.0, "auto")
+
+
+def test_old_atari_checkpoints_load_into_the_encoder():
+    """A state dict with the Nature CNN as `body` (before ObsEncoder) gives the same Q-values."""
+    torch.manual_seed(0)
+    frames = spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    net = QNetwork(frames, 6, [], "relu", "nature_cnn", dueling=False)
+    old = {k.replace("encoder.extractors.0.", "body."): v for k, v in net.state_dict().items()}
+    fresh = QNetwork(frames, 6, [], "relu", "nature_cnn", dueling=False)
+    fresh.load_state_dict(old)
+    obs = torch.randint(0, 255, (2, 4, 84, 84), dtype=torch.uint8)
+    torch.testing.assert_close(fresh(obs), net(obs))
+    policy = ActorCritic(frames, spaces.Discrete(6), [], "relu", True, 0.0, "nature_cnn")
+    old = {k.replace("encoder.extractors.0.", "body."): v for k, v in policy.state_dict().items()}
+    ActorCritic(frames, spaces.Discrete(6), [], "relu", True, 0.0, "nature_cnn").load_state_dict(old)

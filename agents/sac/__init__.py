@@ -1,0 +1,5 @@
+"""Soft Actor-Critic agent (`agent=sac`)."""
+
+from agents.sac.module import SAC
+
+__all__ = ["SAC"]
