@@ -2,7 +2,7 @@
 
 Observations (SB3's `preprocess_obs` and `CombinedExtractor` are the reference): a Box is given to the
 network as it is (images: uint8 with bounds 0-255, three dimensions, channel-first or channel-last told
-by the smallest dimension, scaled by 1/255); every other space is *encoded* per env into one flat float32
+by the smallest dimension, or two for one grey channel, scaled by 1/255); every other space is *encoded* per env into one flat float32
 vector that the buffers store (Discrete as its index, MultiDiscrete as its indices, MultiBinary as its
 bits, Box parts raveled, Dict and Tuple parts one after another), and `ObsEncoder` turns that vector into
 features: one-hot for Discrete, concatenated one-hots for MultiDiscrete, floats for MultiBinary, a CNN per
@@ -50,17 +50,20 @@ class Part:
 
 
 def is_image(space: spaces.Space) -> bool:
-    """SB3's is_image_space: a 3-dimensional uint8 Box with bounds 0 and 255."""
-    return (isinstance(space, spaces.Box) and len(space.shape) == 3 and space.dtype == np.uint8
+    """SB3's is_image_space (a 3-dimensional uint8 Box with bounds 0 and 255), and also a 2-dimensional one: a
+    grey frame without a channel axis (Atari preprocessing without frame stacking), one channel here."""
+    return (isinstance(space, spaces.Box) and len(space.shape) in (2, 3) and space.dtype == np.uint8
             and bool(np.all(space.low == 0)) and bool(np.all(space.high == 255)))
 
 
 def channels_first(shape: tuple[int, ...]) -> bool:
-    """SB3's is_image_space_channels_first: the smallest dimension is the channels."""
-    return int(np.argmin(shape)) == 0
+    """SB3's is_image_space_channels_first: the smallest dimension is the channels (none: a grey frame)."""
+    return len(shape) == 2 or int(np.argmin(shape)) == 0
 
 
 def image_layout(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    if len(shape) == 2:
+        return shape[0], shape[1], 1
     if channels_first(shape):
         return shape[1], shape[2], shape[0]
     return shape[0], shape[1], shape[2]
@@ -217,6 +220,8 @@ class ObsEncoder(nn.Module):
     def _part(self, p: Part, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if p.kind == "image":
             x = x.reshape(x.shape[0], *p.shape)
+            if len(p.shape) == 2:  # a grey frame: one channel
+                x = x.unsqueeze(1)
             if isinstance(net, (NatureCNN, SmallCNN)):
                 return net(x if channels_first(p.shape) else x.permute(0, 3, 1, 2))  # the CNNs scale by 1/255
             return x.flatten(1).float() / 255.0

@@ -68,6 +68,9 @@ def test_images_of_any_size_and_layout():
     big = ObsEncoder(spaces.Box(0, 255, (50, 60, 1), np.uint8), "auto")  # channel-last, any size
     assert isinstance(big.extractors[0], NatureCNN)
     assert big(torch.zeros(2, 50, 60, 1, dtype=torch.uint8)).shape == (2, 512)
+    grey = ObsEncoder(spaces.Box(0, 255, (84, 84), np.uint8), "auto")  # Atari frames without frame stacking
+    assert isinstance(grey.extractors[0], NatureCNN) and grey.extractors[0].conv[0].in_channels == 1
+    assert grey(torch.zeros(2, 84, 84, dtype=torch.uint8)).shape == (2, 512)
     flat = ObsEncoder(spaces.Box(0, 255, (8, 8, 3), np.uint8), "mlp")  # flattened and scaled, as SB3's MlpPolicy
     torch.testing.assert_close(flat(torch.full((1, 8, 8, 3), 255, dtype=torch.uint8)), torch.ones(1, 192))
 
