@@ -44,6 +44,20 @@ def sacct(job: str, all_records: bool = False) -> list[dict[str, str]]:
     return [dict(zip(("id", "state", "nodes"), line.split("|"), strict=True)) for line in out.splitlines() if line]
 
 
+ACTIVE = ("PENDING", "RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "REQUEUED", "RESIZING")
+
+
+def final_states(jobs: list[str], seconds: float = 60) -> list[str]:
+    """The end state of each job as sacct records it. slurmctld sends a job's end to slurmdbd asynchronously, so a
+    job submitit already saw finish (its result file) may still read RUNNING for a moment on a loaded machine."""
+    def states() -> list[str]:
+        return [r["state"] for job in jobs for r in sacct(job)]
+    deadline = time.time() + seconds
+    while any(s.startswith(ACTIVE) or not s for s in states()) and time.time() < deadline:
+        time.sleep(0.5)
+    return states()
+
+
 def wait_for(condition, seconds: float, what: str, proc: subprocess.Popen | None = None) -> None:
     deadline = time.time() + seconds
     while time.time() < deadline:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from cluster_helpers import lab, sacct, slurm_jobs, summary_rows, wait_for
+from cluster_helpers import final_states, lab, slurm_jobs, summary_rows, wait_for
 
 from helpers import SMOKE
 from lab.pruning import open_storage
@@ -132,7 +132,7 @@ def test_trials_run_as_slurm_jobs_report_to_postgresql(tmp_path, pg_url):
                 "hydra.launcher.timeout_min=10"], tmp_path / "logs")
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = slurm_jobs(sweep)
-    assert len(jobs) == 2 and all(sacct(j)[0]["state"] == "COMPLETED" for j in jobs)
+    assert len(jobs) == 2 and final_states(jobs) == ["COMPLETED"] * 2
     trials = load(pg_url, name).trials
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
     # each job reported its evaluations to the database itself (for pruning): 2 evaluation periods

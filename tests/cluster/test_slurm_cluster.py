@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cluster_helpers import lab, sacct, slurm_jobs, summary_rows, wait_for
+from cluster_helpers import final_states, lab, sacct, slurm_jobs, summary_rows, wait_for
 
 from helpers import SMOKE
 from lab.loggers import read_csv_history, read_wandb_records, wandb_logged
@@ -49,7 +49,7 @@ def test_sweep_on_slurm_writes_the_same_summary_as_the_local_launcher(tmp_path, 
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     jobs = slurm_jobs(tmp_path / "slurm")
-    assert len(jobs) == 3 and [r["state"] for job in jobs for r in sacct(job)] == ["COMPLETED"] * 3
+    assert len(jobs) == 3 and final_states(jobs) == ["COMPLETED"] * 3
     script = next((tmp_path / "slurm" / ".submitit").glob("*/*_submission.sh")).read_text()
     assert "#SBATCH --signal=USR1@90" in script and "#SBATCH --ntasks-per-node=1" in script
 
@@ -105,7 +105,7 @@ def test_a_cancelled_job_fails_the_sweep_which_resume_then_finishes(tmp_path, da
     assert f"SLURM job {job} ended without a result (state CANCELLED" in stderr
     rows = {r["job"]: r for r in summary_rows(sweep)}  # written before the failure was raised
     assert rows["0"]["status"] == "ok" and rows["1"]["status"] == "failed"
-    assert sacct(job)[0]["state"].startswith("CANCELLED")
+    assert final_states([job])[0].startswith("CANCELLED")
 
     proc = lab([*args, "resume=true"], tmp_path / "logs")  # the same command, resume=true
     assert proc.returncode == 0, proc.stderr[-3000:]
