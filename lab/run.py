@@ -24,6 +24,7 @@ from lab.callbacks import epoch_metrics
 from lab.errors import ConfigError, building
 from lab.instantiate import instantiate
 from lab.loggers import WandbLogger, finish_wandb
+from lab.modes import checkpoint_mode
 from lab.resume import configuration, find_resume_checkpoint, save_run_config
 from lab.runner import RunContext, Runner
 from lab.slurm import Requeued, preempted_checkpoint, restarted, watch
@@ -32,7 +33,6 @@ from lab.validate import check_used, validate
 log = logging.getLogger("lab")
 
 WANDB_ID_FILE = "wandb_run_id"
-COMPRESS_MODES = ("prune", "export")  # of a trained classifier (lab.compress)
 
 
 def _in_multirun() -> bool:
@@ -190,8 +190,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     skip_nvml_recount()
     composed = configuration(cfg, runner.length_keys)  # what resume compares: before the runner fills in sizes
     runner.build(cfg)
-    if cfg.mode in COMPRESS_MODES:
-        runner.check_compress(cfg)
+    mode = checkpoint_mode(cfg.mode)  # predict, explain, attack, prune, export: lab.modes
+    if mode is not None:
+        mode.check(runner, cfg)
     output_dir = Path(cfg.paths.output_dir)  # made once everything is built: a config error leaves nothing behind
     output_dir.mkdir(parents=True, exist_ok=True)
     loggers = build_loggers(cfg, output_dir)
@@ -217,9 +218,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
             best = runner.best_checkpoint(context)
             if cfg.test:
                 metrics.update(runner.test(context, best))
-        elif cfg.mode in COMPRESS_MODES:
-            metrics.update(runner.compress(context, cfg.ckpt_path, cfg.mode))
-            for lg in loggers if rank_zero else []:  # the table's figures, as compress/<variant>/<figure>
+        elif mode is not None:
+            metrics.update(mode.run(runner, context, cfg.ckpt_path))
+            for lg in loggers if rank_zero else []:  # e.g. compress/<variant>/<figure>, attack/<method>/<eps>/acc
                 lg.log_metrics(metrics, step=0)
                 lg.save()
         else:

@@ -83,14 +83,6 @@ class Runner:
         """Lines printed after the final metrics."""
         return []
 
-    def check_compress(self, cfg: DictConfig) -> None:
-        """ConfigError unless mode=prune / mode=export (lab.compress) applies to what was built."""
-        raise ConfigError(f"mode={cfg.mode} applies to classifiers (`model=classifier`, any backbone); "
-                          f"`{cfg.runner._target_}` does not support it.")
-
-    def compress(self, run: RunContext, ckpt_path: str, mode: str) -> dict[str, float]:
-        raise NotImplementedError
-
 
 class DataModelRunner(Runner):
     """A LightningModule (`model`) fitted on a LightningDataModule (`data`), then tested: supervised and
@@ -142,25 +134,6 @@ class DataModelRunner(Runner):
             raise ConfigError(f"ckpt_path={ckpt_path!r} does not match the configured model: {str(e).splitlines()[0]} "
                               "Evaluate with the same experiment and overrides the checkpoint was trained with.") from None
         return scalars(run.trainer.callback_metrics)
-
-
-    def check_compress(self, cfg: DictConfig) -> None:
-        from lab.models import Classifier
-
-        if not isinstance(self.model, Classifier):
-            raise ConfigError(f"mode={cfg.mode} applies to classifiers (`model=classifier`, any backbone); "
-                              f"model._target_={cfg.model._target_!r} is not one.")
-
-    def compress(self, run: RunContext, ckpt_path: str, mode: str) -> dict[str, float]:
-        from lab.compress import compress_classifier
-
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)["state_dict"]
-        try:
-            self.model.load_state_dict(state)
-        except RuntimeError as e:
-            raise ConfigError(f"ckpt_path={ckpt_path!r} does not match the configured model: {str(e).splitlines()[0]} "
-                              "Compress with the same experiment and overrides the checkpoint was trained with.") from None
-        return compress_classifier(self.model, self.datamodule, run.cfg, run.output_dir, mode)
 
 
 def fill_from_data(node: Any, dims: dict[str, Any], key: str) -> None:

@@ -88,7 +88,9 @@ def validate(cfg: DictConfig) -> None:
     if missing:
         raise ConfigError(f"{', '.join(missing)}: required and not set (`???` in its YAML); add "
                           f"{' '.join(k + '=<value>' for k in missing)}.")
-    _check_choice(cfg, "mode", ("train", "eval", "prune", "export"))
+    from lab.modes import MODES, checkpoint_mode
+
+    _check_choice(cfg, "mode", MODES)
     _check_choice(cfg, "optimized_mode", ("max", "min"))
     if not isinstance(_get(cfg, "resume"), bool):
         raise ConfigError(f"resume={_get(cfg, 'resume')!r} is not valid; valid choices: true, false.")
@@ -96,13 +98,9 @@ def validate(cfg: DictConfig) -> None:
     if cfg.mode != "train" and not ckpt:
         raise ConfigError(f"mode={cfg.mode} needs ckpt_path=<path to a .ckpt file> (e.g. a run's "
                           "checkpoints/last.ckpt).")
-    if cfg.mode in ("prune", "export"):
-        from lab.compress import check_settings
-
-        c = cfg.get("compress") or {}
-        with building("compress"):
-            check_settings(c.get("sparsities", []), c.get("channel_ratios", []), c.get("finetune_epochs", 0),
-                           c.get("quantization", "auto"))
+    mode = checkpoint_mode(cfg.mode)
+    if mode is not None:
+        mode.check_settings(cfg)
     if ckpt and not Path(str(ckpt)).is_file():
         raise ConfigError(f"ckpt_path={ckpt!r} is not a file; pass the path of a .ckpt from a run's checkpoints/ folder.")
     _check_number(cfg, "seed", 0, integer=True, strict=False)

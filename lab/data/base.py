@@ -73,6 +73,32 @@ def split_indices(n: int, val_size: int, seed: int, key: str = "data.val_size") 
     return perm[val_size:], perm[:val_size]
 
 
+def fold_indices(n: int, folds: int, fold: int, seed: int, targets: torch.Tensor | None = None,
+                 key: str = "data") -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, val) indices of fold `fold` of a fixed-seed K-fold split of n examples: the K validation folds
+    partition the examples; stratified (each fold keeps the class proportions) when `targets` are given."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= n:
+        raise ValueError(f"{key}.folds={folds!r} is not valid: it must be an integer from 2 to {n} (the number of "
+                         "examples to split).")
+    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < folds:
+        raise ValueError(f"{key}.fold={fold!r} is not valid: with {key}.folds={folds} it must be an integer from 0 "
+                         f"to {folds - 1}.")
+    if targets is not None:
+        counts = torch.bincount(targets.long())
+        smallest = int(counts[counts > 0].min())
+        if folds > smallest:
+            raise ValueError(f"{key}.folds={folds} is more than the smallest class has examples ({smallest}): a "
+                             f"stratified split needs every class in every fold; choose {key}.folds <= {smallest}.")
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+        splits = splitter.split(torch.zeros(n, 1).numpy(), targets.numpy())
+    else:
+        splits = KFold(folds, shuffle=True, random_state=seed).split(torch.zeros(n, 1).numpy())
+    train, val = list(splits)[fold]
+    return torch.as_tensor(train, dtype=torch.long), torch.as_tensor(val, dtype=torch.long)
+
+
 def data_dims(datamodule: LightningDataModule) -> dict[str, Any]:
     """The sizes a model's null keys take from the data (lab.runner.fill_from_data).
 
