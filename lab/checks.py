@@ -13,6 +13,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "gelu": nn.GELU,
     "silu": nn.SiLU,
     "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
     "elu": nn.ELU,
     "leaky_relu": nn.LeakyReLU,
 }

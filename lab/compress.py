@@ -8,11 +8,13 @@ to <run>/compression.csv and compression.md and the plot media/accuracy_vs_size.
   each sparsity followed by `finetune_epochs` of training with the masks held, then made permanent. The
   tensors stay dense: the file shrinks only compressed (the `gzip KiB` column) and latency does not change.
 - Channel pruning (torch-pruning's dependency graph, L1 importance) removes whole conv channels and hidden
-  units, the heads' outputs kept: the model really is smaller and faster.
+  units, the heads' outputs kept: the model really is smaller and faster. It applies to feed-forward nets (MLP,
+  CNN, LeNet, ResNet); recurrent and attention layers are skipped with the reason logged (`channel_skip`).
 - int8 through PyTorch's current path, torchao: `static` (PT2E export, X86 inductor quantizer, calibrated on
   training batches, then torch.compile) for conv nets; `dynamic` (int8 weights and per-batch activation
-  scales on linear layers, then torch.compile) otherwise. torchao does not quantize nn.LSTM / nn.GRU:
-  recurrent models use torch.ao's dynamic quantization, the only int8 path PyTorch has for them.
+  scales on linear layers, attention projections excepted, then torch.compile) otherwise. torchao does not
+  quantize nn.LSTM / nn.GRU: recurrent models use torch.ao's dynamic quantization, the only int8 path PyTorch
+  has for them (it has none for a plain nn.RNN, whose weights stay fp32, with a log line).
 - ONNX (torch.onnx, dynamic batch) run by onnxruntime on the whole test set; the agreement rate of its
   predictions with PyTorch's is reported.
 """
@@ -40,6 +42,8 @@ log = logging.getLogger("lab")
 
 QUANTIZATIONS = ("auto", "static", "dynamic", "none")
 RECURRENT = (nn.LSTM, nn.GRU, nn.RNN)
+# torch.ao's dynamic quantization has int8 kernels for these; a plain nn.RNN stays fp32 under it
+DYNAMIC_INT8 = {nn.LSTM, nn.GRU, nn.Linear}
 
 
 @dataclass
@@ -71,11 +75,14 @@ def check_settings(sparsities: Iterable[Any], channel_ratios: Iterable[Any], fin
 
 # ---- pruning -------------------------------------------------------------------------------------------------
 def prunable(model: nn.Module) -> list[tuple[nn.Module, str]]:
-    """(module, parameter name) of every conv / linear weight and recurrent weight matrix."""
+    """(module, parameter name) of every conv / linear weight, recurrent weight matrix and attention input
+    projection."""
     out = []
     for m in model.modules():
         if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
             out.append((m, "weight"))
+        elif isinstance(m, nn.MultiheadAttention) and m._qkv_same_embed_dim:  # one (3d, d) matrix for q, k, v
+            out.append((m, "in_proj_weight"))
         elif isinstance(m, RECURRENT):  # weight_ih_l0, ...; while masked, the parameter is weight_ih_l0_orig
             names = dict.fromkeys(n.removesuffix("_orig") for n, _ in m.named_parameters(recurse=False)
                                   if n.startswith("weight_"))
@@ -88,12 +95,27 @@ def global_magnitude(model: nn.Module, sparsity: float) -> None:
     masks stay (and are re-applied every forward) until `make_permanent`."""
     if sparsity > 0:
         prune.global_unstructured(prunable(model), pruning_method=prune.L1Unstructured, amount=sparsity)
+        for m in model.modules():
+            if isinstance(m, nn.MultiheadAttention) and prune.is_pruned(m.out_proj):
+                m.register_forward_pre_hook(_mask_out_proj)
+
+
+def _mask_out_proj(attention: nn.MultiheadAttention, args: tuple) -> None:
+    """MultiheadAttention reads out_proj.weight without calling out_proj, so out_proj's own pruning hook (which
+    recomputes weight = weight_orig * mask for each forward) never runs: run it from the attention's forward."""
+    for hook in attention.out_proj._forward_pre_hooks.values():
+        if isinstance(hook, prune.BasePruningMethod):
+            hook(attention.out_proj, args)
 
 
 def make_permanent(model: nn.Module) -> None:
     for m, name in prunable(model):
         if prune.is_pruned(m) and hasattr(m, f"{name}_mask"):
             prune.remove(m, name)
+    for m in model.modules():
+        for key, hook in list(m._forward_pre_hooks.items()):
+            if hook is _mask_out_proj:
+                del m._forward_pre_hooks[key]
     for m in model.modules():  # recurrent modules cache their weights: rebuild after the masks are gone
         if isinstance(m, RECURRENT):
             m._flat_weights = [getattr(m, n) if hasattr(m, n) else None for n in m._flat_weights_names]
@@ -103,6 +125,18 @@ def weight_sparsity(model: nn.Module) -> float:
     weights = [getattr(m, n) for m, n in prunable(model)]
     total = sum(w.numel() for w in weights)
     return sum(int((w == 0).sum()) for w in weights) / max(1, total)
+
+
+def channel_skip(model: nn.Module) -> str | None:
+    """Why channel pruning does not apply to `model` (None when it does): torch-pruning removes channels and
+    hidden units of conv and linear layers; recurrent and attention layers tie their widths across gates and
+    heads in ways it does not rewrite here."""
+    for kinds, what in ((RECURRENT, "recurrent"), ((nn.MultiheadAttention,), "attention")):
+        found = sorted({type(m).__name__ for m in model.modules() if isinstance(m, kinds)})
+        if found:
+            return (f"the model has {what} layers ({', '.join(found)}), whose hidden units torch-pruning does not "
+                    "remove; compress.channel_ratios applies to MLP and conv backbones")
+    return None
 
 
 def channel_prune(model: nn.Module, ratio: float, example: torch.Tensor, keep: list[nn.Module]) -> None:
@@ -138,9 +172,19 @@ def quantize(model: nn.Module, method: str, calibration: list[torch.Tensor]) -> 
         if any(isinstance(m, RECURRENT) for m in model.modules()):
             from torch.ao.quantization import quantize_dynamic
 
-            return quantize_dynamic(model, {nn.LSTM, nn.GRU, nn.Linear}, dtype=torch.qint8)
+            plain = sorted({type(m).__name__ for m in model.modules() if isinstance(m, RECURRENT)} -
+                           {t.__name__ for t in DYNAMIC_INT8})
+            if plain:
+                log.info("compress: int8 dynamic: %s stays fp32: torch.ao's dynamic quantization has no int8 "
+                         "version of it (the linear layers are quantized)", ", ".join(plain))
+            return quantize_dynamic(model, DYNAMIC_INT8, dtype=torch.qint8)
         if method == "dynamic":
             from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+
+            if any(isinstance(m, nn.MultiheadAttention) for m in model.modules()):
+                log.info("compress: int8 dynamic: the attention projections (MultiheadAttention's in_proj_weight "
+                         "and out_proj) stay fp32: torchao quantizes nn.Linear modules, and attention reads its "
+                         "weights directly")
 
             quantize_(model, Int8DynamicActivationInt8WeightConfig())
             return torch.compile(model)
@@ -148,7 +192,9 @@ def quantize(model: nn.Module, method: str, calibration: list[torch.Tensor]) -> 
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
         batch = torch.export.Dim("batch", min=1, max=1 << 16)
-        exported = torch.export.export(model, (calibration[0],), dynamic_shapes=({0: batch},)).module()
+        # strict (Dynamo) export names each call of a module apart: non-strict export gives a module called twice
+        # (torchvision's BasicBlock reuses its ReLU) one partition with two outputs, which the quantizer refuses
+        exported = torch.export.export(model, (calibration[0],), dynamic_shapes=({0: batch},), strict=True).module()
         quantizer = xiq.X86InductorQuantizer()
         quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
         prepared = prepare_pt2e(exported, quantizer)
@@ -325,11 +371,10 @@ def compress_classifier(model: nn.Module, datamodule: Any, cfg: Any, out: Path, 
             rows.append(measure(name, m, batches, count_params(m, nonzero=True), file_kib(m.state_dict()), repeats,
                                 reference)[0])
             log.info("compress: %s: weight sparsity %.3f", name, weight_sparsity(m))
-        convs = any(isinstance(x, (nn.Conv1d, nn.Conv2d)) for x in model.modules())
-        if c.channel_ratios and not convs:
-            log.info("compress: channel pruning skipped: the model has no convolutions (compress.channel_ratios "
-                     "applies to conv nets)")
-        for r in c.channel_ratios if convs else []:
+        skip = channel_skip(model)
+        if c.channel_ratios and skip:
+            log.info("compress: channel pruning skipped: %s", skip)
+        for r in c.channel_ratios if not skip else []:
             m = copy.deepcopy(model)
             channel_prune(m, float(r), example, keep=[m.head])
             finetune(m, datamodule, cfg, int(c.finetune_epochs))

@@ -3,7 +3,8 @@
 It reads what every run leaves on disk (CSV metrics, .hydra/ config and overrides, result.json, media/
 sample grids, videos/) and writes `report.html` into the folder: a single generative run's grids of its first,
 middle and last epoch side by side; where configurations repeat over seeds, the interquartile mean of the
-objective with its bootstrap 95 % CI and the performance profile (lab.aggregate, rliable); learning curves of every logged scalar grouped by train/, val/, test/, ...
+objective with its bootstrap 95 % CI and the performance profile (lab.aggregate, rliable); for the folds of a K-fold
+cross-validation, the mean ± std of every final metric over them; learning curves of every logged scalar grouped by train/, val/, test/, ...
 (mean over seeds with a min-max band, per configuration); the sweep table sorted by the objective; the best
 configuration and its final metrics as a table; the newest sample grids and evaluation videos. Images and videos are embedded, so the file can be
 mailed or attached as it is. `--wandb` also publishes a W&B Report (wandb-workspaces) with the same
@@ -25,7 +26,15 @@ from typing import Any
 
 import yaml
 
-from lab.aggregate import iqm_estimates, performance_profiles, scores_by_configuration
+from lab.aggregate import (
+    FOLD_KEYS,
+    fold_count,
+    fold_metric_order,
+    fold_summaries,
+    iqm_estimates,
+    performance_profiles,
+    scores_by_configuration,
+)
 from lab.sweep import RESULT_FILE
 
 
@@ -40,9 +49,9 @@ class Run:
 
 
 def label_runs(runs: list[Run]) -> None:
-    """Runs that differ only by seed share a label (and a curve with a band over the seeds)."""
-    def varying(r: Run) -> list[str]:
-        return [o for o in r.overrides if not o.startswith(("seed=", "optuna.", "hydra."))]
+    """Runs that differ only by seed or fold share a label (and a curve with a band over them)."""
+    def varying(r: Run) -> list[str]:  # the folds of a cross-validation share a curve too
+        return [o for o in r.overrides if not o.startswith(("seed=", "optuna.", "hydra.", *FOLD_KEYS))]
 
     common = set.intersection(*(set(varying(r)) for r in runs)) if runs else set()
     for r in runs:
@@ -159,7 +168,7 @@ def plot_png(runs: list[Run], key: str) -> str | None:
         grid = np.unique(np.concatenate([np.asarray(x) for x, _ in curves]))
         ys = np.stack([np.interp(grid, x, y, left=np.nan, right=np.nan) for x, y in curves])
         mean = np.nanmean(ys, axis=0)
-        label = f"{name or 'run'} ({len(curves)} seed{'s' if len(curves) > 1 else ''})"
+        label = f"{name or 'run'} ({len(curves)} run{'s' if len(curves) > 1 else ''})"
         ax.plot(grid, mean, label=label[:80], marker="o" if len(grid) < 30 else None, markersize=3)
         if len(curves) > 1:
             ax.fill_between(grid, np.nanmin(ys, axis=0), np.nanmax(ys, axis=0), alpha=0.2)
@@ -224,6 +233,24 @@ def across_seeds(runs: list[Run], metric: str | None) -> str:
             f"rliable).</p>{table}<img class='plot' alt='performance profile' src='data:image/png;base64,{png}'>")
 
 
+def cross_validation(runs: list[Run], metric: str | None) -> str:
+    """K-fold cross-validation (runs with data.fold=<i>): mean ± std of every final metric over the folds, per
+    configuration (lab.aggregate.fold_summaries, as in the sweep's summary.md); empty without folds."""
+    summaries = fold_summaries([{"overrides": r.overrides, **r.result} for r in runs])
+    if not summaries:
+        return ""
+    parts = ["<h2>Cross-validation over folds</h2><p>Mean ± sample standard deviation (n - 1) of each final metric "
+             "over the folds; each run validates on its own fold and trains on the others.</p>"]
+    for summary in summaries:
+        rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{summary.mean[k]:.4g} ± {summary.std[k]:.2g}</td><td>"
+                       + ", ".join(f"{v:.4g}" for v in summary.values[k]) + "</td></tr>"
+                       for k in fold_metric_order(summary, metric))
+        parts.append(f"<h3><code>{html.escape(summary.configuration)}</code>: {fold_count(summary)} folds</h3>"
+                     f"<table class='final'><tr><th>metric</th><th>mean ± std</th><th>per fold ("
+                     f"{', '.join(map(str, summary.folds))})</th></tr>{rows}</table>")
+    return "".join(parts)
+
+
 def objective(runs: list[Run]) -> tuple[str | None, str]:
     for r in runs:
         if r.result.get("optimized_metric"):
@@ -250,6 +277,13 @@ def build_html(root: Path, runs: list[Run], metrics: list[str] | None = None) ->
         plot = ranked[0].path / "media" / "accuracy_vs_size.png"
         if plot.is_file():
             parts.append(f'<img class="plot" alt="accuracy vs size" src="{_img(plot)}">')
+    attack = ranked[0].path / "attack.csv" if ranked else None
+    if attack is not None and attack.is_file():  # mode=attack (lab.modes.attack)
+        parts.append("<h2>Robustness</h2>" + csv_table(attack))
+        plot = ranked[0].path / "media" / "accuracy_vs_epsilon.png"
+        if plot.is_file():
+            parts.append(f'<img class="plot" alt="accuracy vs epsilon" src="{_img(plot)}">')
+    parts.append(cross_validation(runs, metric))
     parts.append(across_seeds(runs, metric))
     parts.append("<h2>Learning curves</h2>")
     for group, keys in groups.items():

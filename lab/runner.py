@@ -158,4 +158,4 @@ def fill_from_data(node: Any, dims: dict[str, Any], key: str) -> None:
 
 # The keys a model's nodes may leave null for the data to fill (lab.data.data_dims computes them).
 DATA_KEYS = ("in_channels", "channels", "image_size", "in_features", "input_size", "seq_len", "num_classes",
-             "class_names", "task_classes", "vocab", "vocab_size", "max_output_len")
+             "class_names", "task_classes", "num_targets", "vocab", "vocab_size", "max_output_len")

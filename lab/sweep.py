@@ -4,8 +4,9 @@ Each job (whatever the launcher: in-process, joblib workers, SLURM) writes `resu
 folder from `python -m lab`. The Hydra callback below runs in the launching process when the sweep ends
 and writes `summary.csv` and `summary.md` into the sweep folder: every job's overrides, status, the
 `optimized_metric` and the other final metrics, best first; where a configuration ran with several seeds, the
-interquartile mean of the metric over them with its bootstrap 95 % CI (lab.aggregate). `python -m lab.sweep <sweep dir>` rebuilds
-them (e.g. after a crashed sweep was finished by hand).
+interquartile mean of the metric over them with its bootstrap 95 % CI (lab.aggregate); where it ran the folds of
+a K-fold cross-validation (`data.fold=...`), the mean ± std of every metric over the folds (also in
+summary_folds.csv). `python -m lab.sweep <sweep dir>` rebuilds them (e.g. after a crashed sweep was finished by hand).
 """
 
 from __future__ import annotations
@@ -20,10 +21,19 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from lab.aggregate import iqm_estimates, scores_by_configuration
+from lab.aggregate import (
+    FoldSummary,
+    fold_count,
+    fold_markdown,
+    fold_metric_order,
+    fold_summaries,
+    iqm_estimates,
+    scores_by_configuration,
+)
 from lab.aggregate import markdown as aggregate_markdown
 
 RESULT_FILE = "result.json"
+FOLDS_FILE = "summary_folds.csv"  # K-fold cross-validation: mean and std over the folds, per configuration
 
 
 def write_result(output_dir: Path, overrides: list[str], metric: str, mode: str, metrics: dict[str, float] | None,
@@ -91,11 +101,26 @@ def summarize(sweep_dir: Path, metric: str, mode: str) -> list[dict[str, Any]]:
     lines = [f"# Sweep {sweep_dir.name}: {len(rows)} jobs, sorted by {metric} ({mode})", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in table]
+    folds = fold_summaries(rows)
+    if folds:  # K-fold cross-validation: mean ± std of every metric over the folds
+        lines += ["", *fold_markdown(folds, metric)]
+        write_fold_csv(sweep_dir / FOLDS_FILE, folds, metric)
     scores = scores_by_configuration(rows, metric)
     if any(len(v) > 1 for v in scores.values()):  # seeds repeated: the comparison RL papers report (rliable)
         lines += ["", *aggregate_markdown(iqm_estimates(scores), metric)]
     (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n")
     return rows
+
+
+def write_fold_csv(path: Path, folds: list[FoldSummary], metric: str) -> None:
+    """One row per configuration and metric: the number of folds, mean, sample std and each fold's value."""
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["configuration", "folds", "metric", "mean", "std", "per_fold"])
+        for summary in folds:
+            for k in fold_metric_order(summary, metric):
+                w.writerow([summary.configuration, fold_count(summary), k, repr(summary.mean[k]), repr(summary.std[k]),
+                            " ".join(repr(v) for v in summary.values[k])])
 
 
 class SweepSummary(Callback):

@@ -9,10 +9,14 @@ workers on one study: sweeps started at the same time (or as SLURM jobs) on the 
 storage (PostgreSQL, MySQL, or Optuna's journal file on a shared filesystem) split its `n_trials` between them.
 Each worker keeps a heartbeat on its running trials; a trial whose worker died (no heartbeat for `grace_period`
 seconds) is marked failed by the others, and its place is taken by a new one.
+
+Search strategies (`sampler`): Optuna's TPE (the default), random search, grid search over a finite space
+(`choice(...)` and `range(...)`: every point once) and CMA-ES, all seeded by the sweeper's `seed`.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import os
@@ -20,6 +24,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +44,25 @@ log = logging.getLogger("lab")
 HEARTBEAT = "lab:heartbeat"  # trial system attribute: when its worker last said it is alive (time.time())
 WORKER = "lab:worker"  # trial system attribute: <host>:<pid> of the worker that runs it
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+SAMPLER_ATTR = "lab:sampler"  # study user attribute: the hydra.sweeper.sampler the study is searched with
+
+
+class AskTellGridSampler(optuna.samplers.GridSampler):
+    """Optuna's GridSampler for ask-and-tell: it calls `study.stop()` after the last point, which Optuna allows only
+    inside `study.optimize`; the sweeper stops by itself when the grid is exhausted."""
+
+    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, state: optuna.trial.TrialState,
+                    values: Any) -> None:
+        pass
+
+
+SAMPLERS = {  # hydra.sweeper.sampler: Optuna's sampler classes
+    "tpe": optuna.samplers.TPESampler,
+    "random": optuna.samplers.RandomSampler,
+    "grid": AskTellGridSampler,
+    "cmaes": optuna.samplers.CmaEsSampler,
+}
+STARTUP_SAMPLERS = ("tpe", "cmaes")  # the model-based ones, which begin with n_startup_trials random trials
 
 
 def distribution(override: Override) -> optuna.distributions.BaseDistribution:
@@ -47,7 +71,14 @@ def distribution(override: Override) -> optuna.distributions.BaseDistribution:
     if isinstance(value, ChoiceSweep):
         return optuna.distributions.CategoricalDistribution(list(value.list))
     if isinstance(value, RangeSweep):
-        return optuna.distributions.IntDistribution(int(value.start), int(value.stop) - 1, step=int(value.step or 1))
+        points = list(override.sweep_iterator())
+        if not points:
+            raise ValueError(f"{override.input_line!r} is an empty range: range(start, stop, step) needs start < stop.")
+        if all(isinstance(v, int) for v in points):
+            return optuna.distributions.IntDistribution(points[0], points[-1], step=int(value.step or 1))
+        if len(points) == 1:
+            return optuna.distributions.CategoricalDistribution(points)
+        return optuna.distributions.FloatDistribution(float(points[0]), float(points[-1]), step=float(value.step))
     if isinstance(value, IntervalSweep):
         log_scale = "log" in value.tags
         if isinstance(value.start, int) and isinstance(value.end, int) or "int" in value.tags:
@@ -55,6 +86,52 @@ def distribution(override: Override) -> optuna.distributions.BaseDistribution:
         return optuna.distributions.FloatDistribution(float(value.start), float(value.end), log=log_scale)
     raise ValueError(f"{override.input_line!r} is not a search space: use interval(), tag(log, interval()), "
                      "int(interval()), range() or choice().")
+
+
+def grid_points(override: Override) -> list[Any]:
+    """The values grid search tries for one key: choice(...)'s values or range(...)'s points; an interval
+    (continuous, or as many integers as it holds) is refused rather than discretized behind the user's back."""
+    value = override.value()
+    if isinstance(value, ChoiceSweep):
+        return list(value.list)
+    if isinstance(value, RangeSweep):
+        return list(override.sweep_iterator())
+    raise ValueError(f"hydra.sweeper.sampler=grid needs a finite search space, and {override.input_line!r} is an "
+                     "interval; give its grid as choice(a, b, ...) or range(start, stop, step), or use "
+                     "hydra.sweeper.sampler=tpe, random or cmaes for intervals.")
+
+
+def check_sampler_kwargs(name: str, kwargs: dict[str, Any]) -> None:
+    """ValueError naming the keys of hydra.sweeper.sampler_kwargs that the sampler's class does not take."""
+    cls = SAMPLERS[name]
+    params = inspect.signature(cls).parameters
+    unknown = sorted(set(kwargs) - set(params) | set(kwargs) & {"seed", "search_space"})
+    if unknown:
+        shown = next(c.__name__ for c in cls.__mro__ if c.__module__.startswith("optuna"))  # grid: GridSampler
+        valid = ", ".join(p for p in params if p not in ("seed", "search_space"))
+        raise ValueError(f"hydra.sweeper.sampler_kwargs has {', '.join(unknown)}, which optuna.samplers.{shown} "
+                         f"(hydra.sweeper.sampler={name}) does not take here; valid keys: {valid or 'none'} (the seed "
+                         "is hydra.sweeper.seed).")
+
+
+def make_sampler(name: str, seed: int | None, n_startup_trials: int, kwargs: dict[str, Any],
+                 grid: dict[str, list[Any]] | None = None) -> optuna.samplers.BaseSampler:
+    """Optuna's sampler called `name` (SAMPLERS), seeded with `seed`; `grid` is grid search's space (key -> values);
+    `kwargs`: more arguments of its class (hydra.sweeper.sampler_kwargs)."""
+    cls = SAMPLERS[name]
+    check_sampler_kwargs(name, kwargs)
+    args: dict[str, Any] = {"seed": seed, **kwargs}
+    if name in STARTUP_SAMPLERS:
+        args.setdefault("n_startup_trials", n_startup_trials)
+    if name == "grid":
+        args["search_space"] = grid
+    if name == "cmaes":
+        try:
+            import cmaes  # noqa: F401  (Optuna's CmaEsSampler needs it, and would say so only at the first trial)
+        except ImportError:
+            raise ValueError("hydra.sweeper.sampler=cmaes needs the `cmaes` package, which is not installed: "
+                             "`pip install cmaes` (or choose tpe, random or grid).") from None
+    return cls(**args)
 
 
 class Heartbeat:
@@ -129,11 +206,13 @@ def reserve_job_numbers(sweep_dir: Path, n: int) -> int:
 
 
 class OptunaSweeper(Sweeper):
-    """Ask-and-tell TPE search over Hydra jobs, with persistent storage, pruning and several workers."""
+    """Ask-and-tell search (TPE, random, grid or CMA-ES) over Hydra jobs, with persistent storage, pruning and
+    several workers."""
 
     def __init__(self, study_name: str, storage: str | None, direction: str, n_trials: int, n_jobs: int,
-                 sampler: dict[str, Any], pruner: dict[str, Any] | None, params: dict[str, str] | None,
-                 seeds: list[int] | None, heartbeat_interval: float, grace_period: float) -> None:
+                 sampler: str | dict[str, Any], pruner: dict[str, Any] | None, params: dict[str, str] | None,
+                 seeds: list[int] | None, heartbeat_interval: float, grace_period: float, seed: int | None = 0,
+                 n_startup_trials: int = 5, sampler_kwargs: dict[str, Any] | None = None) -> None:
         # `direction: ${optimized_mode}` in conf/hydra/sweeper/optuna.yaml: the job's optimized_mode decides
         direction = {"max": "maximize", "min": "minimize"}.get(direction, direction)
         if direction not in ("minimize", "maximize"):
@@ -146,7 +225,23 @@ class OptunaSweeper(Sweeper):
                              "is taken for dead).")
         self.study_name, self.storage, self.direction = study_name, storage, direction
         self.n_trials, self.n_jobs = n_trials, n_jobs
-        self.sampler_cfg = dict(sampler or {})
+        kwargs = dict(sampler_kwargs or {})
+        if isinstance(sampler, Mapping):  # the old form, `sampler: {seed: 0, n_startup_trials: 5}`: TPE's arguments
+            kwargs = {**dict(sampler), **kwargs}
+            sampler = kwargs.pop("name", "tpe")
+            seed = kwargs.pop("seed", seed)
+            n_startup_trials = kwargs.pop("n_startup_trials", n_startup_trials)
+        if sampler not in SAMPLERS:
+            raise ValueError(f"hydra.sweeper.sampler={sampler!r} is not valid; valid choices: {', '.join(SAMPLERS)} "
+                             "(Optuna's TPE, random search, grid search over choice()/range() values, CMA-ES).")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"hydra.sweeper.seed={seed!r} is not valid: it must be an integer (or null: unseeded).")
+        if isinstance(n_startup_trials, bool) or not isinstance(n_startup_trials, int) or n_startup_trials < 0:
+            raise ValueError(f"hydra.sweeper.n_startup_trials={n_startup_trials!r} is not valid: it must be an "
+                             "integer >= 0.")
+        check_sampler_kwargs(sampler, kwargs)
+        self.sampler_name, self.seed, self.n_startup_trials = sampler, seed, n_startup_trials
+        self.sampler_kwargs = kwargs
         self.pruner_cfg = dict(pruner) if pruner else None
         self.params = dict(params or {})
         self.seeds = list(seeds) if seeds else []
@@ -159,25 +254,40 @@ class OptunaSweeper(Sweeper):
         self.launcher = Plugins.instance().instantiate_launcher(hydra_context=hydra_context,
                                                                 task_function=task_function, config=config)
 
-    def _study(self) -> optuna.Study:
-        sampler = optuna.samplers.TPESampler(**self.sampler_cfg)
+    def _study(self, grid: dict[str, list[Any]] | None = None) -> optuna.Study:
+        sampler = make_sampler(self.sampler_name, self.seed, self.n_startup_trials, self.sampler_kwargs, grid)
         pruner = optuna.pruners.MedianPruner(**self.pruner_cfg) if self.pruner_cfg else optuna.pruners.NopPruner()
         storage = open_storage(self.storage) if self.storage else None  # checked before any job is launched
         return optuna.create_study(study_name=self.study_name, storage=storage, sampler=sampler, pruner=pruner,
                                    direction=self.direction, load_if_exists=True)
 
-    def _space(self, arguments: list[str]) -> tuple[dict[str, Any], list[str]]:
-        """The search space (sweep overrides and `params`) and the fixed overrides."""
+    def _check_same_sampler(self, study: optuna.Study) -> None:
+        """A study is searched with one strategy: resuming it (same study_name and storage) with another sampler
+        would mix them silently, so it is refused; a study from before the samplers were recorded takes this one."""
+        used = study.user_attrs.get(SAMPLER_ATTR)
+        if used is None:
+            study.set_user_attr(SAMPLER_ATTR, self.sampler_name)
+        elif used != self.sampler_name:
+            raise ValueError(f"hydra.sweeper.sampler={self.sampler_name} but study {self.study_name!r} in "
+                             f"{redacted(self.storage or '') or 'memory'} was searched with sampler={used}; resume it "
+                             f"with hydra.sweeper.sampler={used}, or start a new study for this search with "
+                             f"hydra.sweeper.study_name=<new name> (e.g. {self.study_name}_{self.sampler_name}).")
+
+    def _space(self, arguments: list[str]) -> tuple[dict[str, Any], list[str], dict[str, list[Any]] | None]:
+        """The search space (sweep overrides and `params`), the fixed overrides, and for grid search the grid
+        (key -> the values tried)."""
         parser = OverridesParser.create()
         overrides = parser.parse_overrides(arguments)
-        space = {o.get_key_element(): distribution(o) for o in overrides if o.is_sweep_override()}
+        searched = {o.get_key_element(): o for o in overrides if o.is_sweep_override()}
         for key, text in self.params.items():
-            space.setdefault(key, distribution(parser.parse_override(f"{key}={text}")))
+            searched.setdefault(key, parser.parse_override(f"{key}={text}"))
+        space = {key: distribution(o) for key, o in searched.items()}
+        grid = {key: grid_points(o) for key, o in searched.items()} if self.sampler_name == "grid" else None
         # a searched key wins over a fixed value for it (e.g. one left in a shrunk test command)
         fixed = [o.input_line for o in overrides if not o.is_sweep_override() and o.get_key_element() not in space]
         if not space:
             raise ValueError("the Optuna sweeper has nothing to search: set hydra.sweeper.params or sweep overrides.")
-        return space, fixed
+        return space, fixed, grid
 
     def _ask(self, study: optuna.Study, space: dict[str, Any], heartbeat: Heartbeat) -> list[optuna.Trial]:
         """Up to n_jobs new trials, as many as the study still needs beyond what every worker has running."""
@@ -235,12 +345,19 @@ class OptunaSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> list[Any]:
         assert self.config is not None and self.launcher is not None
-        space, fixed = self._space(arguments)
         try:
-            study = self._study()
-        except StorageError as e:  # one paragraph, like the lab's config errors, not a traceback
+            space, fixed, grid = self._space(arguments)
+            study = self._study(grid)
+            self._check_same_sampler(study)
+        except (StorageError, ValueError) as e:  # one paragraph, like the lab's config errors, not a traceback
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
+        if grid is not None:  # every point once: more trials than points would only repeat some
+            size = math.prod(len(v) for v in grid.values())
+            if self.n_trials > size:
+                log.info("hydra.sweeper.sampler=grid: the grid has %d points; running %d trials, not n_trials=%d",
+                         size, size, self.n_trials)
+                self.n_trials = size
         if self.storage:  # the jobs inherit the URL with its password; their overrides show it hidden
             os.environ[PASSWORD_ENV] = self.storage
         sweep_dir = Path(self.config.hydra.sweep.dir)
@@ -251,6 +368,8 @@ class OptunaSweeper(Sweeper):
             while True:
                 fail_stale_trials(study, self.grace_period)
                 if len(study.get_trials(deepcopy=False, states=FINISHED)) >= self.n_trials:
+                    break
+                if grid is not None and study.sampler.is_exhausted(study):  # failed points are not tried again
                     break
                 trials = self._ask(study, space, heartbeat)
                 if not trials:  # the remaining places are other workers' running trials: wait for them to end
@@ -264,11 +383,17 @@ class OptunaSweeper(Sweeper):
         finally:
             heartbeat.close()
 
-        best = study.best_trial
         results = {"study_name": self.study_name, "storage": redacted(self.storage or ""), "direction": self.direction,
-                   "best_value": best.value, "best_params": best.params, "best_trial": best.number,
+                   "sampler": self.sampler_name, "best_value": None, "best_params": None, "best_trial": None,
                    "n_trials": len(study.trials)}
+        if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            best = study.best_trial
+            results.update(best_value=best.value, best_params=best.params, best_trial=best.number)
         out = sweep_dir / "optimization_results.yaml"
         OmegaConf.save(OmegaConf.create(results), out)
-        log.info("Best %s = %s with %s (%s)", self.config.optimized_metric, best.value, best.params, out)
+        if results["best_trial"] is None:  # e.g. a grid whose every point failed: nothing to call best
+            log.warning("no trial of study %r completed (%s)", self.study_name, out)
+        else:
+            log.info("Best %s = %s with %s (%s)", self.config.optimized_metric, results["best_value"],
+                     results["best_params"], out)
         return [results]

@@ -5,14 +5,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lab.backbones.init import initialize
 from lab.checks import activation_class, check_positive
 
 
 class CNN(nn.Module):
     """The two-conv network of PyTorch's examples/mnist, generalised.
 
-    (B, C, S, S) -> [conv3x3 (no padding) -> (BN) -> ReLU] x len(channels) -> maxpool2 -> dropout
-    -> flatten -> Linear(hidden_size) -> ReLU -> dropout -> (B, hidden_size)
+    (B, C, S, S) -> [conv3x3 (no padding) -> (BN) -> act] x len(channels) -> maxpool2 -> dropout
+    -> flatten -> Linear(hidden_size) -> act -> dropout -> (B, hidden_size); act: `activation` (ReLU in the example)
     """
 
     def __init__(
@@ -24,10 +25,13 @@ class CNN(nn.Module):
         conv_dropout: float = 0.25,
         fc_dropout: float = 0.5,
         batch_norm: bool = False,
+        activation: str = "relu",
+        init: str = "default",
     ) -> None:
         super().__init__()
         check_positive("model.backbone.in_channels", in_channels)
         check_positive("model.backbone.hidden_size", hidden_size)
+        act = activation_class("model.backbone.activation", activation)
         if not channels or any((not isinstance(c, int)) or c <= 0 for c in channels):
             raise ValueError(f"model.backbone.channels={list(channels)} must be a non-empty list of positive integers.")
         side = (image_size - 2 * len(channels)) // 2  # each 3x3 conv trims 2 pixels, then one 2x2 pool
@@ -38,11 +42,12 @@ class CNN(nn.Module):
         for c in channels:
             layers += [nn.Conv2d(c_in, c, 3, bias=not batch_norm)]
             layers += [nn.BatchNorm2d(c)] if batch_norm else []
-            layers += [nn.ReLU(inplace=True)]
+            layers += [act()]
             c_in = c
         self.features = nn.Sequential(*layers, nn.MaxPool2d(2), nn.Dropout(conv_dropout), nn.Flatten())
-        self.fc = nn.Sequential(nn.Linear(c_in * side * side, hidden_size), nn.ReLU(inplace=True), nn.Dropout(fc_dropout))
+        self.fc = nn.Sequential(nn.Linear(c_in * side * side, hidden_size), act(), nn.Dropout(fc_dropout))
         self.out_features = hidden_size
+        initialize(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x if x.dim() == 4 else x.unsqueeze(1)  # (B, C, S, S)
@@ -52,7 +57,8 @@ class CNN(nn.Module):
 class LeNet(nn.Module):
     """LeNet-5 style: (B, C, 28, 28) -> conv5x5(6, pad 2) -> pool -> conv5x5(16) -> pool -> 120 -> 84."""
 
-    def __init__(self, in_channels: int = 1, image_size: int = 28, activation: str = "relu") -> None:
+    def __init__(self, in_channels: int = 1, image_size: int = 28, activation: str = "relu", init: str = "default"
+                 ) -> None:
         super().__init__()
         act = activation_class("model.backbone.activation", activation)
         side = ((image_size // 2) - 4) // 2
@@ -66,6 +72,7 @@ class LeNet(nn.Module):
             nn.Linear(120, 84), act(),
         )
         self.out_features = 84
+        initialize(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x if x.dim() == 4 else x.unsqueeze(1)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lab.backbones.init import initialize
 from lab.checks import activation_class, check_positive
 
 
 class MLP(nn.Module):
-    """(B, *input) -> flatten (B, in_features) -> [Linear -> (BatchNorm) -> act -> (Dropout)] x len(hidden_sizes)."""
+    """(B, *input) -> flatten (B, in_features) -> [Linear -> (BatchNorm) -> act -> (Dropout)] x len(hidden_sizes).
+
+    No hidden sizes: the flattened input itself (a linear model once a model adds its head)."""
 
     def __init__(
         self,
@@ -18,6 +21,7 @@ class MLP(nn.Module):
         activation: str = "relu",
         dropout: float = 0.0,
         batch_norm: bool = False,
+        init: str = "default",
     ) -> None:
         super().__init__()
         check_positive("model.backbone.in_features", in_features)
@@ -39,6 +43,7 @@ class MLP(nn.Module):
         self.net = nn.Sequential(*layers)
         self.in_features = in_features
         self.out_features = width
+        initialize(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)  # (B, in_features)

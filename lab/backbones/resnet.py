@@ -6,20 +6,24 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
-from lab.checks import check_positive
+from lab.backbones.init import initialize
+from lab.checks import activation_class, check_positive
 
 
 class ResNet(nn.Module):
     """(B, C, 28, 28) -> 3x3 stem -> stages of BasicBlocks (stride 1, then 2 per stage, width doubling)
-    -> global average pool -> (B, width * 2**(len(blocks)-1))."""
+    -> global average pool -> (B, width * 2**(len(blocks)-1)). `activation` replaces the ReLUs of the stem and
+    of every block (ReLU is ResNet's own)."""
 
-    def __init__(self, in_channels: int = 1, width: int = 32, blocks: tuple[int, ...] = (2, 2, 2)) -> None:
+    def __init__(self, in_channels: int = 1, width: int = 32, blocks: tuple[int, ...] = (2, 2, 2),
+                 activation: str = "relu", init: str = "default") -> None:
         super().__init__()
         check_positive("model.backbone.width", width)
+        act = activation_class("model.backbone.activation", activation)
         if not blocks or any((not isinstance(b, int)) or b <= 0 for b in blocks):
             raise ValueError(f"model.backbone.blocks={list(blocks)} must be a non-empty list of positive integers.")
         self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
+            nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), act()
         )
         stages: list[nn.Module] = []
         c_in = width
@@ -37,6 +41,8 @@ class ResNet(nn.Module):
         for m in self.modules():  # zero-init the last BN of each block: a standard ResNet trick
             if isinstance(m, BasicBlock):
                 nn.init.zeros_(m.bn2.weight)
+                m.relu = act()  # BasicBlock applies its `relu` after bn1 and after the residual sum
+        initialize(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x if x.dim() == 4 else x.unsqueeze(1)  # (B, C, H, W)

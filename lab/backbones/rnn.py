@@ -5,13 +5,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lab.backbones.init import initialize
 from lab.checks import check_choice, check_positive
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
 class RNN(nn.Module):
-    """(B, T, F) -> recurrent layers -> last hidden state (both directions) or mean over time -> (B, H*D)."""
+    """(B, T, F) -> recurrent layers -> last hidden state (both directions) or mean over time -> (B, H*D).
+
+    `activation`: the plain RNN's nonlinearity, tanh or relu (the two torch's nn.RNN has); LSTM and GRU cells
+    have theirs fixed by their equations (sigmoid gates, tanh candidate), so they take only tanh."""
 
     def __init__(
         self,
@@ -22,16 +26,26 @@ class RNN(nn.Module):
         bidirectional: bool = False,
         dropout: float = 0.0,
         pooling: str = "last",
+        activation: str = "tanh",
+        init: str = "default",
     ) -> None:
         super().__init__()
         check_choice("model.backbone.cell", cell, tuple(CELLS))
         check_choice("model.backbone.pooling", pooling, ("last", "mean"))
+        if cell == "rnn":
+            check_choice("model.backbone.activation", activation, ("tanh", "relu"))
+        elif activation != "tanh":
+            raise ValueError(f"model.backbone.activation={activation!r} is not valid for model.backbone.cell={cell}: "
+                             "LSTM and GRU cells have fixed activations (sigmoid gates, tanh); use activation=tanh, "
+                             "or cell=rnn for activation=relu.")
         check_positive("model.backbone.input_size", input_size)
         check_positive("model.backbone.hidden_size", hidden_size)
         check_positive("model.backbone.num_layers", num_layers)
         # torch only applies dropout between layers; with one layer it would warn and do nothing.
+        extra = {"nonlinearity": activation} if cell == "rnn" else {}
         self.rnn = CELLS[cell](input_size, hidden_size, num_layers, batch_first=True,
-                               dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional)
+                               dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional, **extra)
+        initialize(self, init)
         self.cell, self.pooling, self.input_size = cell, pooling, input_size
         self.directions = 2 if bidirectional else 1
         self.out_features = hidden_size * self.directions

@@ -5,12 +5,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lab.checks import check_choice, check_positive
+from lab.backbones.init import initialize
+from lab.checks import activation_class, check_choice, check_positive
 
 
 class Transformer(nn.Module):
     """Rows (B, T, F) -> Linear(F, d), or patches (B, C, S, S) -> Conv(p, stride p) -> (B, N, d);
-    + learned positions (+ CLS) -> pre-norm encoder layers -> LayerNorm -> CLS token or mean -> (B, d)."""
+    + learned positions (+ CLS) -> pre-norm encoder layers -> LayerNorm -> CLS token or mean -> (B, d).
+    `activation`: the feed-forward sublayers' (GELU by default, as in BERT / ViT)."""
 
     def __init__(
         self,
@@ -26,6 +28,8 @@ class Transformer(nn.Module):
         dim_feedforward: int = 128,
         dropout: float = 0.1,
         pooling: str = "cls",
+        activation: str = "gelu",
+        init: str = "default",
     ) -> None:
         super().__init__()
         check_choice("model.backbone.tokens", tokens, ("row", "patch"))
@@ -46,11 +50,13 @@ class Transformer(nn.Module):
         self.tokens, self.pooling, self.input_size, self.n_tokens = tokens, pooling, input_size, n_tokens
         self.cls = nn.Parameter(torch.zeros(1, 1, d_model)) if pooling == "cls" else None
         self.pos = nn.Parameter(torch.randn(1, n_tokens + (pooling == "cls"), d_model) * 0.02)
-        layer = nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout, activation="gelu",
+        act = activation_class("model.backbone.activation", activation)()
+        layer = nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout, activation=act,
                                            batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)
         self.out_features = d_model
+        initialize(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.tokens == "row":
@@ -66,6 +72,7 @@ class Transformer(nn.Module):
             if t.shape[1] != self.n_tokens:
                 raise ValueError(f"model.backbone.image_size implies {self.n_tokens} patches, the data gives {t.shape[1]}.")
         if self.cls is not None:
-            t = torch.cat([self.cls.expand(len(t), -1, -1), t], dim=1)  # (B, 1+N, d)
+            # t.shape[0], not len(t): ONNX export would freeze len(t) to the example's batch size
+            t = torch.cat([self.cls.expand(t.shape[0], -1, -1), t], dim=1)  # (B, 1+N, d)
         t = self.norm(self.encoder(t + self.pos))
         return t[:, 0] if self.cls is not None else t.mean(1)  # (B, d)

@@ -4,7 +4,9 @@ from lab.data.base import ImageDataModule, data_dims
 from lab.data.folder import ImageFolderDataModule, TorchvisionDataModule
 from lab.data.multitask import MultiTaskDataModule
 from lab.data.seq2seq import Seq2SeqDataModule
+from lab.data.tabular import TabularDataModule
 from lab.data.vision import FashionMNISTDataModule, MNISTDataModule, SeqMNISTDataModule
 
 __all__ = ["FashionMNISTDataModule", "ImageDataModule", "ImageFolderDataModule", "MNISTDataModule",
-           "MultiTaskDataModule", "Seq2SeqDataModule", "SeqMNISTDataModule", "TorchvisionDataModule", "data_dims"]
+           "MultiTaskDataModule", "Seq2SeqDataModule", "SeqMNISTDataModule", "TabularDataModule", "TorchvisionDataModule",
+           "data_dims"]

@@ -1,5 +1,6 @@
-"""What every image DataModule of the lab shares: loader settings, normalization, the loaders, and the
-sizes a model takes from the data (`data_dims`)."""
+"""What every image DataModule of the lab shares: loader settings, normalization, the loaders, the splits (a
+fixed-seed val_size split or a fold of K-fold cross-validation) with their checks against the data, and the sizes
+a model takes from the data (`data_dims`)."""
 
 from __future__ import annotations
 
@@ -65,6 +66,60 @@ class ImageDataModule(LightningDataModule):
         return self._loader(self.test_set, self.eval_batch_size, shuffle=False)
 
 
+def check_folds(folds: int | None, fold: int, key: str = "data") -> None:
+    """The K-fold settings on their own (before the data is read): folds null (the val_size split) or an integer
+    >= 2, and fold an integer from 0 to folds - 1 (left at 0 without folds)."""
+    if folds is None:
+        if fold not in (0, None):
+            raise ValueError(f"{key}.fold={fold!r} is set but {key}.folds is null: a fold is one of the K parts of "
+                             f"K-fold cross-validation; set {key}.folds=K (an integer >= 2) too, or leave "
+                             f"{key}.fold=0 for the usual {key}.val_size split.")
+        return
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ValueError(f"{key}.folds={folds!r} is not valid: it must be an integer >= 2 (the number of parts the "
+                         f"training data is split into), or null for the usual {key}.val_size split.")
+    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < folds:
+        raise ValueError(f"{key}.fold={fold!r} is not valid: with {key}.folds={folds} it must be an integer from 0 "
+                         f"to {folds - 1}.")
+
+
+def val_count(val_size: float, n: int, key: str = "data.val_size") -> int:
+    """How many of n examples `val_size` sends to validation: a count (an integer), or a fraction in (0, 1);
+    ValueError naming the valid range unless it leaves at least one example on each side."""
+    if isinstance(val_size, bool) or not isinstance(val_size, (int, float)) or val_size <= 0 or (
+            val_size >= 1 and val_size != int(val_size)):
+        raise ValueError(f"{key}={val_size!r} is not valid: it must be a count of examples (an integer from 1 to "
+                         f"{n - 1}) or a fraction between 0 and 1 of the {n} examples.")
+    count = round(val_size * n) if val_size < 1 else int(val_size)
+    if not 0 < count < n:
+        what = (f"{val_size} of the {n} examples is {count}" if val_size < 1 else
+                f"the data has {n} examples to split")
+        raise ValueError(f"{key}={val_size!r} is not valid: {what}, and validation and training each need at "
+                         f"least one; choose a count from 1 to {n - 1} or a fraction from {1 / n:.3g} to "
+                         f"{(n - 1) / n:.3g}.")
+    return count
+
+
+def train_val_indices(n: int, val_size: float, folds: int | None, fold: int, seed: int,
+                      targets: torch.Tensor | None = None, key: str = "data") -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, val) indices of n examples: fold `fold` of K-fold cross-validation when `folds` is set (stratified
+    by `targets` when given), else a fixed-seed split of `val_size` (a count or a fraction) examples."""
+    if folds is None:
+        return split_indices(n, val_count(val_size, n, f"{key}.val_size"), seed, f"{key}.val_size")
+    return fold_indices(n, folds, fold, seed, targets, key)
+
+
+def check_batch_size(batch_size: int, n_train: int, key: str = "data", sized_by: tuple[str, ...] = ("val_size",
+                                                                                                  "folds")) -> None:
+    """A training batch cannot hold more examples than the training split has (it would silently be the whole
+    split, one step per epoch): ValueError naming both numbers. `sized_by`: the keys that size the split."""
+    if batch_size > n_train:
+        keys = ", ".join(f"{key}.{k}" for k in sized_by)
+        raise ValueError(f"{key}.batch_size={batch_size} is larger than the training split, which has {n_train} "
+                         f"examples: choose {key}.batch_size from 1 to {n_train}, or leave more examples for "
+                         f"training ({keys}).")
+
+
 def split_indices(n: int, val_size: int, seed: int, key: str = "data.val_size") -> tuple[torch.Tensor, torch.Tensor]:
     """(train, val) indices of a fixed-seed split of n examples."""
     if not 0 < val_size < n:
@@ -120,6 +175,10 @@ def data_dims(datamodule: LightningDataModule) -> dict[str, Any]:
         dims.update(input_size=f, seq_len=t, in_features=t * f)
         if t == f:
             dims.update(in_channels=1, channels=1, image_size=t)
+    elif len(shape) == 1:  # a table's rows: F features
+        dims["in_features"] = shape[0]
+    targets = getattr(datamodule, "target_names", None)  # regression targets (lab.data.tabular)
+    dims["num_targets"] = len(targets) if targets else None
     classes = getattr(datamodule, "classes", None)
     dims["num_classes"] = len(classes) if classes else getattr(datamodule, "num_classes", None)
     dims["class_names"] = [str(c) for c in classes] if classes else None

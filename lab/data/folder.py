@@ -6,21 +6,24 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 import torchvision
+from PIL import Image
 from torch.utils.data import Dataset, Subset
 from torchvision.transforms import v2
 
-from lab.checks import check_positive
-from lab.data.base import ImageDataModule, split_indices
+from lab.checks import check_number, check_positive
+from lab.data.base import ImageDataModule, check_batch_size, check_folds, train_val_indices
 
 log = logging.getLogger("lab")
 
 STATS_IMAGES = 500  # training images the per-channel mean and std (normalize=standard) are estimated from
+SHAPE_SAMPLES = 16  # evenly spaced images of each split whose shapes `check` compares (decoding them all is slow)
+SIZE_CHECKS = 10000  # an image folder's files whose sizes are read (their headers only) when image_size is null
 
 
 class ImageDataset(Dataset):
@@ -53,23 +56,101 @@ class ImageDataset(Dataset):
 
 
 class _SplitImageDataModule(ImageDataModule):
-    """A train set split into train/val with a fixed seed (val_size: a count, or a fraction < 1) and a test set."""
+    """A train set split into train/val with a fixed seed (val_size: a count, or a fraction < 1), or fold `fold` of
+    `folds`-fold cross-validation of it (stratified by class where the labels can be read without the images),
+    and a test set. The options are checked against the data when it is first opened (`check`)."""
 
     def __init__(self, image_size: int | None, grayscale: bool | None, val_size: float, split_seed: int, batch_size: int,
                  eval_batch_size: int, num_workers: int, pin_memory: bool, normalize: str,
-                 augment: Callable[[torch.Tensor], torch.Tensor] | None) -> None:
+                 augment: Callable[[torch.Tensor], torch.Tensor] | None, folds: int | None, fold: int) -> None:
         super().__init__(batch_size, eval_batch_size, num_workers, pin_memory, normalize, augment)
         if image_size is not None:
-            check_positive("data.image_size", image_size)
-        check_positive("data.val_size", val_size)
+            check_number("data.image_size", image_size, 1, integer=True, strict=False)
+        if not isinstance(grayscale, (bool, type(None))):
+            raise ValueError(f"data.grayscale={grayscale!r} is not valid; valid choices: null (the data's own "
+                             "channels), true (one channel), false (RGB).")
+        check_folds(folds, fold)
+        if folds is None:  # a count or a fraction; against the number of images once they are read
+            check_positive("data.val_size", val_size)
         self.image_size, self.grayscale = image_size, grayscale
-        self.val_size, self.split_seed = val_size, split_seed
+        self.val_size, self.split_seed, self.folds, self.fold = val_size, split_seed, folds, fold
         self._shape: tuple[int, int, int] | None = None
         self._stats: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._bases: tuple[Dataset, Dataset | None] | None = None
+        self._split: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def base_sets(self) -> tuple[Dataset, Dataset | None]:
+    def open_sets(self) -> tuple[Dataset, Dataset | None]:
         """(train set, test set or None) as the source gives them (PIL images or tensors, labels)."""
         raise NotImplementedError
+
+    def base_sets(self) -> tuple[Dataset, Dataset | None]:
+        """The source's sets, opened once and checked against the options (`check`) before anything uses them."""
+        if self._bases is None:
+            self._bases = self.open_sets()
+            try:
+                self.check()
+            except Exception:
+                self._bases = self._split = None
+                raise
+        return self._bases
+
+    def train_targets(self) -> torch.Tensor | None:
+        """The training set's labels when the source holds them as a list (`targets` or `labels`), else None."""
+        train, _ = self.base_sets()
+        for name in ("targets", "labels"):
+            labels = getattr(train, name, None)
+            if labels is not None:
+                t = torch.as_tensor(labels)
+                if t.ndim == 1 and len(t) == len(train) and not t.is_floating_point():
+                    return t.long()
+        return None
+
+    def split(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(train, val) indices into the train set, made once: the val_size split or the fold."""
+        if self._split is None:
+            train, _ = self.base_sets()
+            targets = self.train_targets() if self.folds is not None else None
+            if self.folds is not None and targets is None:
+                log.info("data.folds=%d: the labels cannot be read without decoding every image; the folds are "
+                         "not stratified by class", self.folds)
+            self._split = train_val_indices(len(train), self.val_size, self.folds, self.fold, self.split_seed, targets)
+        return self._split
+
+    def sample_shapes(self) -> Iterator[tuple[str, tuple[int, ...]]]:
+        """(which image, its (C, H, W) as the model gets it) for evenly spaced images of the train and test sets:
+        what `check` compares. Nothing to compare when image_size and grayscale make every image alike."""
+        if self.image_size is not None and self.grayscale is not None:
+            return
+        train, test = self._bases
+        for name, base in (("train", train), ("test", test)):
+            if base is None or not len(base):
+                continue
+            raw = ImageDataset(base, self.grayscale, self.image_size)
+            for i in sorted({round(k * (len(base) - 1) / (SHAPE_SAMPLES - 1)) for k in range(SHAPE_SAMPLES)}):
+                yield f"{name} image {i}", tuple(raw.uint8(i)[0].shape)
+
+    def check(self) -> None:
+        """Every data option against the data: val_size or folds/fold against the number of training images (and
+        folds against the smallest class), batch_size against the training split, and, where image_size or
+        grayscale leave the images as they are, that they share one size and channel count (a batch needs it);
+        ValueError naming the key, its value and the valid range."""
+        train_idx, _ = self.split()
+        check_batch_size(self.batch_size, len(train_idx))
+        first: tuple[str, tuple[int, ...]] | None = None
+        for where, shape in self.sample_shapes():
+            if first is None:
+                first = (where, shape)
+                continue
+            (a, (c0, *hw0)), (c1, *hw1) = first, shape
+            if hw0 != hw1:
+                raise ValueError(f"data.image_size=null keeps every image's own size, and the images differ: {a} is "
+                                 f"{hw0[0]}x{hw0[1]} and {where} is {hw1[0]}x{hw1[1]} (height x width); set "
+                                 f"data.image_size=<n> (an integer >= 1) to resize them all to n x n, e.g. "
+                                 f"data.image_size={max(*hw0, *hw1)}.")
+            if c0 != c1:
+                raise ValueError(f"data.grayscale=null keeps every image's own channels, and they differ: {a} has {c0} "
+                                 f"and {where} has {c1}; valid choices: data.grayscale=true (one channel) or false "
+                                 "(RGB, three).")
 
     def _wrap(self, base: Dataset, train: bool) -> ImageDataset:
         mean, std = self.mean_std
@@ -92,13 +173,11 @@ class _SplitImageDataModule(ImageDataModule):
     def setup(self, stage: str | None = None) -> None:
         train_base, test_base = self.base_sets()
         if self.train_set is None:
-            n = len(train_base)
-            val = round(self.val_size * n) if self.val_size < 1 else int(self.val_size)
-            train_idx, val_idx = split_indices(n, val, self.split_seed)
+            train_idx, val_idx = self.split()
             self.train_set = self._wrap(Subset(train_base, train_idx.tolist()), train=True)
             self.val_set = self._wrap(Subset(train_base, val_idx.tolist()), train=False)
         if self.test_set is None:
-            # without a test split, the validation split doubles as the test split (said once in the log)
+            # without a test split, the validation split (the fold, with data.folds) doubles as the test split
             if test_base is None:
                 log.info("data: no test split given; `test` figures are on the validation split.")
             self.test_set = self._wrap(test_base, train=False) if test_base is not None else self.val_set
@@ -108,15 +187,17 @@ class ImageFolderDataModule(_SplitImageDataModule):
     """`root/<class>/<image>` (torchvision ImageFolder: any number of classes, any format PIL reads).
 
     RGB unless `grayscale`; `image_size` resizes to square (needed when sizes differ); `val_size` of the
-    root's images go to validation with a fixed seed; `test_root` (same layout) is the test split.
+    root's images go to validation with a fixed seed (or, with `folds`, fold `fold` of a stratified K-fold split);
+    `test_root` (same layout) is the test split. The options are checked against the folder when it is made.
     """
 
     def __init__(self, root: str, test_root: str | None = None, image_size: int | None = None,
-                 grayscale: bool = False, val_size: float = 0.1, split_seed: int = 12345, batch_size: int = 64,
+                 grayscale: bool = False, val_size: float = 0.1, split_seed: int = 12345, batch_size: int = 32,
                  eval_batch_size: int = 256, num_workers: int = 0, pin_memory: bool = False,
-                 normalize: str = "standard", augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+                 normalize: str = "standard", augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 folds: int | None = None, fold: int = 0) -> None:
         super().__init__(image_size, grayscale, val_size, split_seed, batch_size, eval_batch_size, num_workers,
-                         pin_memory, normalize, augment)
+                         pin_memory, normalize, augment, folds, fold)
         self.save_hyperparameters(ignore=["augment"], logger=False)
         self.root, self.test_root = self._folder("data.root", root), None
         if test_root is not None:
@@ -125,7 +206,7 @@ class ImageFolderDataModule(_SplitImageDataModule):
         if len(self.classes) < 2:
             raise ValueError(f"data.root={root!r} holds {len(self.classes)} class folder(s); a classifier needs at "
                              "least 2 (root/<class>/<image>).")
-        self._bases: tuple[Dataset, Dataset | None] | None = None
+        self.base_sets()  # the folder is local: its options are checked now, before anything else is built
 
     @staticmethod
     def _folder(key: str, path: str) -> str:
@@ -134,15 +215,27 @@ class ImageFolderDataModule(_SplitImageDataModule):
                              "(torchvision ImageFolder: root/<class>/<image>.png).")
         return str(Path(path).expanduser().resolve())
 
-    def base_sets(self) -> tuple[Dataset, Dataset | None]:
-        if self._bases is None:
-            train = torchvision.datasets.ImageFolder(self.root)
-            test = torchvision.datasets.ImageFolder(self.test_root) if self.test_root else None
-            if test is not None and test.classes != train.classes:
-                raise ValueError(f"data.test_root={self.test_root!r} has classes {test.classes}, data.root has "
-                                 f"{train.classes}; both need the same class folders.")
-            self._bases = (train, test)
-        return self._bases
+    def open_sets(self) -> tuple[Dataset, Dataset | None]:
+        train = torchvision.datasets.ImageFolder(self.root)
+        test = torchvision.datasets.ImageFolder(self.test_root) if self.test_root else None
+        if test is not None and test.classes != train.classes:
+            raise ValueError(f"data.test_root={self.test_root!r} has classes {test.classes}, data.root has "
+                             f"{train.classes}; both need the same class folders.")
+        return train, test
+
+    def sample_shapes(self) -> Iterator[tuple[str, tuple[int, ...]]]:
+        # every image is read as RGB and converted by `grayscale`: only the sizes can differ, and PIL reads a
+        # file's size from its header, so (up to SIZE_CHECKS of) every file is compared, not a sample
+        if self.image_size is not None:
+            return
+        channels = 1 if self.grayscale else 3
+        for base in self._bases:
+            samples = [] if base is None else base.samples
+            step = max(1, len(samples) // SIZE_CHECKS)
+            for path, _ in samples[::step]:
+                with Image.open(path) as img:
+                    width, height = img.size
+                yield path, (channels, height, width)
 
 
 class TorchvisionDataModule(_SplitImageDataModule):
@@ -154,13 +247,13 @@ class TorchvisionDataModule(_SplitImageDataModule):
                  image_size: int | None = None, grayscale: bool | None = None, val_size: float = 5000,
                  split_seed: int = 12345, batch_size: int = 128, eval_batch_size: int = 1000, num_workers: int = 0,
                  pin_memory: bool = False, normalize: str = "standard",
-                 augment: Callable[[torch.Tensor], torch.Tensor] | None = None, download: bool = True) -> None:
+                 augment: Callable[[torch.Tensor], torch.Tensor] | None = None, download: bool = True,
+                 folds: int | None = None, fold: int = 0) -> None:
         super().__init__(image_size, grayscale, val_size, split_seed, batch_size, eval_batch_size, num_workers,
-                         pin_memory, normalize, augment)
+                         pin_memory, normalize, augment, folds, fold)
         self.save_hyperparameters(ignore=["augment"], logger=False)
         self.cls = dataset_class(name)
         self.name, self.data_dir, self.kwargs, self.download = name, str(data_dir), dict(kwargs or {}), download
-        self._bases: tuple[Dataset, Dataset | None] | None = None
 
     def _open(self, train: bool) -> Dataset:
         params = inspect.signature(self.cls).parameters
@@ -186,16 +279,16 @@ class TorchvisionDataModule(_SplitImageDataModule):
     def prepare_data(self) -> None:
         self.base_sets()
 
-    def base_sets(self) -> tuple[Dataset, Dataset | None]:
-        if self._bases is None:
-            train = self._open(train=True)
-            self._bases = (train, self._open(train=False))
-            classes = getattr(train, "classes", None)
-            if not classes:
-                targets = torch.as_tensor(getattr(train, "targets", getattr(train, "labels", [])))
-                classes = [str(i) for i in range(int(targets.max()) + 1)] if len(targets) else []
-            self.classes = tuple(str(c) for c in classes)
-        return self._bases
+    def open_sets(self) -> tuple[Dataset, Dataset | None]:
+        # opened (downloaded if need be) when first used: by the sizes a model takes from the data, or prepare_data
+        train = self._open(train=True)
+        test = self._open(train=False)
+        classes = getattr(train, "classes", None)
+        if not classes:
+            targets = torch.as_tensor(getattr(train, "targets", getattr(train, "labels", [])))
+            classes = [str(i) for i in range(int(targets.max()) + 1)] if len(targets) else []
+        self.classes = tuple(str(c) for c in classes)
+        return train, test
 
     @property
     def num_classes(self) -> int:

@@ -6,19 +6,33 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader
 
+from lab.data.base import check_folds
+
 
 class MultiTaskDataModule(LightningDataModule):
     """`tasks`: name -> a DataModule of labelled examples of one input shape (e.g. MNIST and Fashion-MNIST).
 
     Training batches are dicts {task: (x, y)}, one batch of each task per step; an epoch lasts as long as
     the longest task's loader, the shorter ones cycling (Lightning's CombinedLoader, max_size_cycle).
-    Validation and test give one loader per task, in `tasks` order (`dataloader_idx` names the task)."""
+    Validation and test give one loader per task, in `tasks` order (`dataloader_idx` names the task).
 
-    def __init__(self, tasks: dict[str, LightningDataModule]) -> None:
+    K-fold cross-validation (`folds`, `fold`) splits every task's own training set into `folds` folds, fold `fold`
+    of each validating: the tasks take the two keys from here (conf/data/multitask_*.yaml interpolates them), and
+    a task whose own folds or fold differ is refused, as the folds of one run must be the same fold everywhere."""
+
+    def __init__(self, tasks: dict[str, LightningDataModule], folds: int | None = None, fold: int = 0) -> None:
         super().__init__()
         if not isinstance(tasks, dict) or not tasks:
             raise ValueError("data.tasks must map at least one task name to a data module (e.g. "
                              "data.tasks.mnist: {_target_: lab.data.MNISTDataModule, ...}).")
+        check_folds(folds, fold)
+        for name, dm in tasks.items():
+            own = (getattr(dm, "folds", None), getattr(dm, "fold", 0))
+            if own != (folds, fold):
+                raise ValueError(f"data.tasks.{name} has folds={own[0]}, fold={own[1]} and data has folds={folds}, "
+                                 f"fold={fold}: every task is validated on the same fold; set data.folds and "
+                                 f"data.fold only (the tasks take them: data.tasks.{name}.folds: ${{data.folds}}, "
+                                 f"data.tasks.{name}.fold: ${{data.fold}}).")
         shapes = {name: tuple(getattr(dm, "input_shape", ())) for name, dm in tasks.items()}
         if len(set(shapes.values())) != 1:
             raise ValueError(f"data.tasks have inputs of different shapes ({shapes}); one backbone needs one input "
@@ -28,6 +42,7 @@ class MultiTaskDataModule(LightningDataModule):
                 raise ValueError(f"data.tasks.{name} has no classes: every task needs labelled data.")
         self.tasks = tasks
         self.names = list(tasks)
+        self.folds, self.fold = folds, fold
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -17,6 +17,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler
 
 from lab.checks import check_choice, check_ints
+from lab.data.base import check_batch_size
 
 PAD, BOS, EOS = 0, 1, 2
 SPECIALS = ("<pad>", "<bos>", "<eos>")
@@ -179,6 +180,7 @@ class Seq2SeqDataModule(LightningDataModule):
         check_ints("data.", min_len=(min_len, 1), max_len=(max_len, 1), num_train=(num_train, 1),
                    num_val=(num_val, 1), num_test=(num_test, 1), batch_size=(batch_size, 1),
                    eval_batch_size=(eval_batch_size, 1), num_workers=(num_workers, 0))
+        check_batch_size(batch_size, num_train, sized_by=("num_train",))
         if min_len > max_len:
             raise ValueError(f"data.min_len={min_len} is greater than data.max_len={max_len}: the length range "
                              "min_len..max_len must not be empty.")

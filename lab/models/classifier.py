@@ -16,6 +16,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from lab.loggers import save_and_log_figure
 from lab.models.optim import configure
 from lab.models.transfer import Transferable
+from lab.robustness import AdversarialTraining, Pixels
 
 
 class Classifier(Transferable, LightningModule):
@@ -26,6 +27,8 @@ class Classifier(Transferable, LightningModule):
     `init_from` (a checkpoint, run folder or task log folder) loads the tensors that match by name and shape
     (only those under `init_modules` when given), `freeze` lists modules to keep fixed, and
     `pretrained_lr_scale` scales the learning rate of the loaded parameters (lab.models.transfer).
+    Adversarial training: `adversarial` (lab.robustness.AdversarialTraining, eps > 0) adds the loss on FGSM / PGD
+    examples of each training batch, made in pixel units with the data's normalization (taken in `check_data`).
     """
 
     def __init__(
@@ -41,9 +44,10 @@ class Classifier(Transferable, LightningModule):
         init_modules: list[str] | None = None,
         freeze: list[str] | None = None,
         pretrained_lr_scale: float = 1.0,
+        adversarial: AdversarialTraining | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["backbone", "optimizer", "scheduler"], logger=False)
+        self.save_hyperparameters(ignore=["backbone", "optimizer", "scheduler", "adversarial"], logger=False)
         if num_classes < 2:
             raise ValueError(f"model.num_classes={num_classes} must be at least 2.")
         if not 0.0 <= label_smoothing < 1.0:
@@ -55,6 +59,8 @@ class Classifier(Transferable, LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.label_smoothing, self.l1_weight = label_smoothing, l1_weight
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        self.adversarial = adversarial if adversarial is not None and adversarial.enabled else None
+        self.pixels: Pixels | None = None  # the data's normalization (check_data): what adversarial training needs
 
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -70,7 +76,13 @@ class Classifier(Transferable, LightningModule):
         return self.head(self.backbone(x))  # (B, num_classes)
 
     def check_data(self, datamodule: LightningDataModule) -> None:
-        """Called by lab.run before training: one dummy forward pass with the data's input shape."""
+        """Called by lab.run before training: one dummy forward pass with the data's input shape; the data's
+        normalization, for adversarial training."""
+        self.pixels = Pixels.of(datamodule)
+        if self.adversarial is not None and self.pixels is None:
+            raise ValueError(f"model.adversarial.eps={self.adversarial.eps} is in pixel units of [0, 1] images, but "
+                             f"the data `{type(datamodule).__name__}` gives no normalization (`mean_std`); set "
+                             "model.adversarial.eps=0 for this data.")
         shape = tuple(getattr(datamodule, "input_shape", ()))
         if not shape:
             return
@@ -95,8 +107,31 @@ class Classifier(Transferable, LightningModule):
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         return loss, logits.argmax(-1), y
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def _adversarial_step(self, batch: tuple[torch.Tensor, torch.Tensor]
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(1 - ratio) * clean loss + ratio * adversarial loss; predictions of the clean batch (train/acc)."""
+        assert self.adversarial is not None
+        if self.pixels is None:
+            raise RuntimeError("model.adversarial needs the data's normalization: call check_data(datamodule) "
+                               "before training (lab.run does).")
+        x, y = batch
+        adv = self.adversarial.examples(self, x, y, self.pixels)
+        adv_logits = self(adv)
+        adv_loss = F.cross_entropy(adv_logits, y, label_smoothing=self.label_smoothing)
+        self.log("train/adv_loss", adv_loss, on_step=False, on_epoch=True)
+        self.log("train/adv_acc", (adv_logits.argmax(-1) == y).float().mean(), on_step=False, on_epoch=True)
+        ratio = self.adversarial.ratio
+        if ratio == 1.0:  # the clean batch only measures train/acc (eval mode: batch-norm statistics untouched)
+            self.eval()
+            with torch.no_grad():
+                preds = self(x).argmax(-1)
+            self.train()
+            return adv_loss, preds, y
         loss, preds, y = self._step(batch)
+        return (1.0 - ratio) * loss + ratio * adv_loss, preds, y
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, preds, y = self._adversarial_step(batch) if self.adversarial is not None else self._step(batch)
         if self.l1_weight > 0:
             l1 = sum(p.abs().sum() for n, p in self.named_parameters() if p.dim() > 1)
             loss = loss + self.l1_weight * l1

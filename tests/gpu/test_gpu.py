@@ -1,5 +1,9 @@
 """GPU checks (`make test-gpu`): every family on `trainer.accelerator=gpu`, mixed precision, DDP, an Optuna sweep.
 
+The families, one shrunk run each (the smoke tests' overrides plus the device): the classifier (CNN, ResNet, LSTM,
+Transformer backbones), VAEs, GANs, seq2seq (RNN with attention, Transformer), the HMM, the RBM, the DBN,
+multi-task, transfer learning, and the agents PPO (MLP and Nature CNN), DQN, SAC and SB3's PPO and DQN.
+
 Skipped, with the reason, when CUDA is absent (tests/conftest.py); `make test` deselects them. To rehearse this
 code on a CPU: `LAB_GPU_TESTS_ACCELERATOR=cpu pytest -m gpu tests/gpu` (16-mixed, NCCL and multi-GPU cases then
 skip: they need CUDA). Every run carries `devices.DeviceProbe`, which asserts that the module and every tensor
@@ -34,9 +38,20 @@ SUPERVISED = {"classifier": "cnn_mnist", "resnet": "resnet_fashion", "lstm": "ls
               "transformer": "transformer_seqmnist"}
 GENERATIVE = {"vae": "vae_mnist", "conv_vae": "conv_vae_mnist", "gan": "gan_mnist", "wgan_gp": "wgan_gp_mnist",
               "cgan": "cgan_mnist"}
+# the other families, as their smoke tests shrink them (tests/smoke/test_sequences.py, test_lifecycle.py); transfer
+# starts from a cnn_mnist checkpoint trained on the device (fixture below)
+OTHERS = {"seq2seq_rnn": ["experiment=seq2seq_reverse", "data.min_len=5", "data.max_len=12"],
+          "seq2seq_transformer": ["experiment=transformer_dates"],
+          "hmm": ["experiment=hmm_seqmnist", "model.num_states=4"],
+          "rbm": ["experiment=rbm_mnist", "model.hidden=32", "model.sample_steps=5", "model.persistent=true"],
+          "dbn": ["experiment=dbn_mnist", "model.hidden_sizes=[32]", "model.pretrain_epochs=1", "trainer.max_epochs=2"],
+          "multitask": ["experiment=multitask_mnist_fashion", "model.weighting=uncertainty"],
+          "transfer": ["experiment=transfer_fashion", "data.labels_per_class=20"]}
 SHRINK = {"vae": ["model.iw_samples=20", "model.quality_samples=200"],
           "gan": ["model.val_samples=200", "model.test_samples=200", "trainer.limit_train_batches=5"]}
-METRIC = {"classifier": "test/acc", "vae": "test/nelbo", "gan": "test/fid"}
+METRIC = {"classifier": "test/acc", "vae": "test/nelbo", "gan": "test/fid", "seq2seq_rnn": "test/seq_acc",
+          "seq2seq_transformer": "test/seq_acc", "hmm": "test/loglik", "rbm": "test/pll", "dbn": "test/acc",
+          "multitask": "test/acc", "transfer": "test/acc"}
 RL_BASE = ["logger=csv", "trainer.enable_model_summary=false", "~callbacks.model_summary", "agent.eval_episodes=2",
            "agent.video=false", "callbacks.progress_bar.plain=true"]
 RL = [*RL_BASE, *ON_DEVICE]
@@ -48,10 +63,14 @@ AGENTS = {
                        "env.max_episode_steps=200"],
     "dqn": ["experiment=dqn_cartpole", "agent.total_timesteps=1024", "agent.eval_freq=512",
             "agent.learning_starts=128", "agent.buffer_size=1000", "agent.train_freq=4", "agent.gradient_steps=1"],
+    "sac": ["experiment=sac_pendulum", "agent.total_timesteps=1024", "agent.eval_freq=512",
+            "agent.learning_starts=64", "agent.buffer_size=1000", "agent.batch_size=16", "env.max_episode_steps=60"],
 }
 
 
 def kind(family: str) -> str:
+    if family in OTHERS:
+        return family
     return "gan" if family in ("gan", "wgan_gp", "cgan") else "vae" if "vae" in family else "classifier"
 
 
@@ -79,6 +98,23 @@ def test_every_data_model_family_runs_on_the_device(family, tmp_path, data_dir):
     assert_on_device(("train", "validation", "test"))
     key = METRIC[kind(family)]
     assert math.isfinite(metrics[key]), metrics
+
+
+@pytest.fixture(scope="module")
+def source_checkpoint(tmp_path_factory, data_dir) -> Path:
+    """transfer_fashion's source: a shrunk cnn_mnist run on the device."""
+    cfg = make_cfg(["experiment=cnn_mnist", "test=false", *ON_DEVICE], tmp_path_factory.mktemp("source"), data_dir)
+    run(cfg)
+    return Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+
+
+@pytest.mark.parametrize("family", OTHERS)
+def test_every_other_family_runs_on_the_device(family, tmp_path, data_dir, request):
+    extra = [f"model.init_from={request.getfixturevalue('source_checkpoint')}"] if family == "transfer" else []
+    metrics = data_model_run(OTHERS[family][0].split("=", 1)[1], family, tmp_path, data_dir,
+                             [*OTHERS[family][1:], *extra])
+    assert_on_device(("train", "validation", "test"))
+    assert math.isfinite(metrics[METRIC[family]]), metrics
 
 
 @pytest.mark.parametrize("agent", AGENTS)

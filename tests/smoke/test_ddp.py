@@ -1,4 +1,8 @@
-"""DDP on CPU (gloo, 2 processes) for every model family, alone and inside a Hydra multirun; bf16-mixed."""
+"""DDP on CPU (gloo, 2 processes) for every model family, alone and inside a Hydra multirun; bf16-mixed.
+
+Every family runs one shrunk experiment as `python -m lab ... trainer=ddp trainer.accelerator=cpu
+trainer.devices=2`: a supervised classifier, a VAE, a GAN, seq2seq (RNN with attention, Transformer), the HMM, the
+RBM, the DBN, multi-task, transfer learning (from a one-device cnn_mnist checkpoint), PPO and DQN (SAC: test_sac.py)."""
 
 import csv
 import json
@@ -10,7 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import SMOKE, make_cfg
+from helpers import make_cfg, smoke_overrides
+from lab.run import run
 
 DDP = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
 RL = ["logger=csv", "~callbacks.model_summary", "agent.total_timesteps=1024", "agent.eval_freq=512",
@@ -23,23 +28,54 @@ SHRINK_RL = {"ppo_cartpole": ["env.num_envs=2", "agent.num_steps=64", "agent.bat
 
 def lab(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "lab", *args, f"paths.log_dir={tmp_path}/logs"]
-    env = dict(os.environ, WANDB_MODE="offline", OMP_NUM_THREADS="1")
+    tests_dir = str(Path(__file__).parents[1])  # helpers.SaveRankWeights, importable in the DDP processes
+    env = dict(os.environ, WANDB_MODE="offline", OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(p for p in (tests_dir, os.environ.get("PYTHONPATH")) if p))
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+# the families' own shrinking, as in their smoke tests (tests/smoke/test_sequences.py, test_lifecycle.py)
+SHRINK = {"seq2seq_reverse": ["data.min_len=5", "data.max_len=12"],
+          "hmm_seqmnist": ["model.num_states=4"],
+          "rbm_mnist": ["model.hidden=32", "model.sample_steps=5"],
+          "dbn_mnist": ["model.hidden_sizes=[32]", "model.pretrain_epochs=1", "trainer.max_epochs=2"],
+          "transfer_fashion": ["data.labels_per_class=20"]}
+RANK_WEIGHTS = ["+callbacks.weights._target_=helpers.SaveRankWeights", "+callbacks.weights.dirpath=${paths.output_dir}"]
+FAMILIES = ["mlp_mnist", "vae_mnist", "gan_mnist", "seq2seq_reverse", "transformer_dates", "hmm_seqmnist",
+            "rbm_mnist", "dbn_mnist", "multitask_mnist_fashion", "transfer_fashion", "ppo_cartpole", "dqn_cartpole"]
 
 
 def overrides(experiment: str, data_dir: Path) -> list[str]:
     if experiment in SHRINK_RL:
         return [f"experiment={experiment}", *RL, *SHRINK_RL[experiment]]
-    return [f"experiment={experiment}", *SMOKE, f"paths.data_dir={data_dir}"]
+    base = [f"experiment={experiment}"]
+    return [*base, *smoke_overrides(base), *SHRINK.get(experiment, []), f"paths.data_dir={data_dir}"]
 
 
-@pytest.mark.parametrize("experiment", ["mlp_mnist", "vae_mnist", "gan_mnist", "ppo_cartpole", "dqn_cartpole"])
-def test_ddp_two_processes_on_cpu(experiment, tmp_path, data_dir):
+@pytest.fixture(scope="module")
+def source_checkpoint(tmp_path_factory, data_dir) -> Path:
+    """transfer_fashion's source: a shrunk cnn_mnist run on one device."""
+    cfg = make_cfg(["experiment=cnn_mnist", "test=false"], tmp_path_factory.mktemp("source"), data_dir)
+    run(cfg)
+    return Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+
+
+@pytest.mark.parametrize("experiment", FAMILIES)
+def test_ddp_two_processes_on_cpu(experiment, tmp_path, data_dir, request):
     run_dir = tmp_path / "run"
     # mlp_mnist: a whole epoch, to check that data.batch_size is per process (below)
-    whole = ["trainer.limit_train_batches=null"] if experiment == "mlp_mnist" else []
-    proc = lab([*overrides(experiment, data_dir), *DDP, *whole, f"hydra.run.dir={run_dir}"], tmp_path)
+    extra = ["trainer.limit_train_batches=null"] if experiment == "mlp_mnist" else []
+    if experiment == "transfer_fashion":
+        extra = [f"model.init_from={request.getfixturevalue('source_checkpoint')}"]
+    proc = lab([*overrides(experiment, data_dir), *DDP, *extra, f"hydra.run.dir={run_dir}", *RANK_WEIGHTS], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # averaged gradients keep the processes' models equal: the same weights on both at the end. Batch-norm running
+    # statistics may differ (the GAN's discriminator): each process updates them from its own batches between DDP's
+    # broadcasts from rank 0 (sync_batchnorm is CUDA-only, lab.run); the checkpoint is rank 0's.
+    first, second = (torch.load(run_dir / f"weights_rank{r}.pt", weights_only=False)["state_dict"] for r in (0, 1))
+    assert first.keys() == second.keys()
+    differ = [k for k in first if not torch.allclose(first[k].float(), second[k].float(), rtol=1e-5, atol=1e-6)]
+    assert [k for k in differ if not k.endswith(("running_mean", "running_var"))] == [], differ
     if experiment == "mlp_mnist":
         # 300 training images (400 - 100 for validation), data.batch_size=32: each of the 2 processes takes 150 in
         # ceil(150 / 32) = 5 steps of 32, so the epoch is 5 optimizer steps of 64 examples (one process: 10 of 32)

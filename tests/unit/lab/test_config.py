@@ -29,8 +29,8 @@ def test_groups_have_the_expected_options():
                                                 "gru_seqmnist", "transformer_seqmnist"}
 
 
-USER_DATA = ("image_folder", "torchvision")  # they need data.root / data.name: tests/unit/lab/test_user_data.py
-NOT_IMAGES = ("seq2seq",)  # generated token sequences: tests/unit/lab/test_seq2seq.py
+USER_DATA = ("image_folder", "torchvision", "tabular")  # they need data.root / data.name: tests/unit/lab/test_user_data.py
+NOT_IMAGES = ("seq2seq", "diabetes")  # generated token sequences: tests/unit/lab/test_seq2seq.py
 SEVERAL = ("multitask_mnist_fashion",)  # several datasets at once: tests/unit/lab/test_multitask.py
 
 
@@ -130,7 +130,7 @@ def test_agent_and_env_options(agent, env, tmp_path):
 
 
 # Experiments that start from another run's checkpoint: built here from scratch (tests/smoke covers the rest).
-NEEDS_A_SOURCE_RUN = {"transfer_fashion": ["model.init_from=null"]}
+NEEDS_A_SOURCE_RUN = {"transfer_fashion": ["model.init_from=null", "data.labels_per_class=20"]}
 
 
 @pytest.mark.parametrize("name", [e for e in group_options("experiment") if e not in RL])

@@ -40,7 +40,7 @@ def test_augmentation_only_on_train(data_dir):
     assert torch.allclose(xv[0] * dm.std + dm.mean, dm.val_set.images[0].float() / 255, atol=1e-6)
 
 
-def test_val_size_too_large_is_a_clear_error(data_dir):
-    dm = MNISTDataModule(str(data_dir), val_size=5000, verify=False)
-    with pytest.raises(ValueError, match="data.val_size=5000"):
-        dm.setup("fit")
+def test_val_size_too_large_is_a_clear_error_when_the_module_is_made(data_dir):
+    with pytest.raises(ValueError, match="data.val_size=5000 is not valid: the data has 400 examples to split.*choose "
+                                         "a count from 1 to 399 or a fraction from 0.0025 to 0.998"):
+        MNISTDataModule(str(data_dir), val_size=5000, verify=False)

@@ -26,6 +26,8 @@ def overrides_of(command: str) -> list[str]:
         key, _, value = a.partition("=")
         if "<" in value or value == "DIR":  # ckpt_path=<path>, data.root=DIR: a file the reader supplies
             value = str(ROOT / "README.md") if key == "ckpt_path" else str(ROOT / "conf")
+        if value.startswith("range("):  # Hydra's range sweep: its first value (the start, 0 when only a stop)
+            value = value[len("range("):].split(",")[0] if "," in value else "0"
         if "," in value and not value.startswith("["):
             value = value.split(",")[0]
         out.append(f"{key}={value}")
