@@ -22,7 +22,8 @@ def _stepping(factory: Callable[..., Any], optimizer: torch.optim.Optimizer, tra
     given = factory.keywords if isinstance(factory, functools.partial) else {}
     sched = torch.optim.lr_scheduler
     if target is sched.OneCycleLR:
-        extra = {} if "total_steps" in given else {"total_steps": max(1, int(trainer.estimated_stepping_batches))}
+        extra = {} if "total_steps" in given else {"total_steps": _one_cycle_steps(
+            int(trainer.estimated_stepping_batches), given.get("pct_start", 0.3))}
         scales = [g.get("lr_scale", 1.0) for g in optimizer.param_groups]
         if any(s != 1.0 for s in scales) and "max_lr" in given:  # per-group peaks (transfer's pretrained_lr_scale)
             extra["max_lr"] = [given["max_lr"] * s for s in scales]
@@ -32,6 +33,14 @@ def _stepping(factory: Callable[..., Any], optimizer: torch.optim.Optimizer, tra
     if target is sched.ReduceLROnPlateau:
         return {"scheduler": factory(optimizer), "monitor": "val/loss", "interval": "epoch"}
     return {"scheduler": factory(optimizer), "interval": "epoch"}
+
+
+def _one_cycle_steps(steps: int, pct_start: float) -> int:
+    """The run's steps for OneCycleLR, one more where its warm-up would end exactly on step 1 (pct_start x
+    total_steps == 1, e.g. 4 steps at 0.25): torch then divides by the warm-up's zero length. The extra step is
+    never taken, so the schedule only ends a step short of its floor."""
+    steps = max(1, steps)
+    return steps + 1 if float(pct_start * steps) - 1 == 0 else steps
 
 
 def configure(module: LightningModule, optimizer: Callable[..., torch.optim.Optimizer],

@@ -122,3 +122,25 @@ def test_per_class_subset_is_fixed_by_seed_and_keeps_n_of_each_class():
     assert not torch.equal(a, per_class_subset(targets, indices, 7, seed=4))
     with pytest.raises(ValueError, match="labels_per_class=91 is more than class 0 has"):
         per_class_subset(targets, indices, 91, seed=0)
+
+
+@pytest.mark.parametrize("steps,pct_start", [(4, 0.25), (10, 0.1), (2, 0.5)])
+def test_one_cycle_survives_a_warm_up_of_exactly_one_step(steps, pct_start):
+    """torch's OneCycleLR divides by zero where pct_start x total_steps == 1 (4 steps at 0.25): the lab's
+    scheduler config gives it one step more, so the run's steps start at max_lr / div_factor, rise and end at the
+    floor, max_lr / div_factor / final_div_factor."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=0.1)
+    cycle = functools.partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=0.1, pct_start=pct_start)
+    sched = scheduler_config(cycle, opt, SimpleNamespace(estimated_stepping_batches=steps, max_epochs=1))["scheduler"]
+    assert sched.total_steps == steps + 1
+    lrs = [opt.param_groups[0]["lr"]]
+    for _ in range(steps):
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs[0] == pytest.approx(0.1 / 25)
+    assert max(lrs) > 0.05
+    assert lrs[-1] == pytest.approx(0.1 / 25 / 1e4)
+    untouched = functools.partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=0.1, pct_start=0.25)
+    assert scheduler_config(untouched, opt, SimpleNamespace(estimated_stepping_batches=8))["scheduler"].total_steps == 8
