@@ -11,15 +11,26 @@ ARGS   ?=
 DATASET ?= mnist
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-gpu cluster-test bench-cluster bench-gpu setup browser data lint format bench bench-rl clean
+.PHONY: run test test-gpu cluster-test bench-cluster bench-gpu setup browser data lint format bench bench-rl clean docs docs-serve
 
 run: setup data
 	$(BIN)/python -m lab experiment=$(EXPERIMENT) $(ARGS)
+
+# The docs site (mkdocs.yml, docs/): strict, so a broken link or a docstring griffe cannot read fails the build,
+# and `make test` with it. Offline: no web fonts, no plugin that downloads. `make docs-serve`: live preview.
+MKDOCS_BUILD = NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
+
+docs: setup
+	$(MKDOCS_BUILD)
+
+docs-serve: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 # The cluster tests need SLURM and PostgreSQL: scripts/cluster.sh starts them around pytest (installing the Debian
 # packages the first time) and stops them after, even when tests fail; ones that were already up are left up.
 test: setup browser
 	$(BIN)/ruff check .
+	$(MKDOCS_BUILD)
 	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/cluster.sh run -- $(BIN)/python -m pytest -q -m "not gpu" $(PYTEST_ARGS)
 
 # Only the tests marked `cluster`: SLURM jobs (sweeps, DDP, multi-node, preemption), Optuna on PostgreSQL.

@@ -6,7 +6,8 @@
   mean confidence (max softmax).
 
 The classifiers live in generative/assets/classifier_<dataset>.pt and are re-created with
-`python scripts/make_fid_classifier.py <dataset>`.
+`python scripts/make_fid_classifier.py <dataset>`. The data sets they exist for, with their image shape and
+classes, are the lab's image DataModules (lab.data.vision.IMAGE_DATASETS): one table, there.
 """
 
 from __future__ import annotations
@@ -24,14 +25,24 @@ from torchmetrics import Metric
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchvision.ops import FrozenBatchNorm2d
 
+from lab.checks import check_choice
+from lab.contracts import data_facts
+from lab.data.base import ImageDataModule
+from lab.data.vision import IMAGE_DATASETS, ImageTensorDataset, MNISTDataModule
+
 log = logging.getLogger("lab")
 ASSETS = Path(__file__).resolve().parent / "assets"
-DATASETS = ("mnist", "fashion_mnist")
+DATASETS = tuple(IMAGE_DATASETS)  # a quality classifier per image data set of the lab
+
+
+def dataset_module(dataset: str) -> type[MNISTDataModule]:
+    """The DataModule class of `dataset` (model.quality_dataset): its classes, image_shape, mean and std."""
+    check_choice("model.quality_dataset", dataset, DATASETS)
+    return IMAGE_DATASETS[dataset]
 
 
 def classifier_path(dataset: str) -> Path:
-    if dataset not in DATASETS:
-        raise ValueError(f"model.quality_dataset={dataset!r} is not valid; valid choices: {', '.join(DATASETS)}.")
+    dataset_module(dataset)
     return ASSETS / f"classifier_{dataset}.pt"
 
 
@@ -127,11 +138,11 @@ class SampleQuality(nn.Module):
     A child module of the GAN or VAE that uses it, so it moves with it (`.to`, the Trainer, DDP); it holds no
     persistent state, so checkpoints never contain it."""
 
-    def __init__(self, dataset: str = "mnist", num_classes: int = 10) -> None:
+    def __init__(self, dataset: str = "mnist") -> None:
         super().__init__()
         self.features = ClassifierFeatures.load(dataset)
         self.fid = FrechetInceptionDistance(feature=self.features, reset_real_features=False)
-        self.coverage = ClassCoverage(num_classes)
+        self.coverage = ClassCoverage(len(dataset_module(dataset).classes))
 
     def update_real(self, x01: torch.Tensor) -> None:
         self.fid.update(x01, real=True)
@@ -236,33 +247,33 @@ def fid_floor_from_datamodule(quality: SampleQuality, datamodule, n: int, device
         datamodule.setup("fit")
     if datamodule.test_set is None:
         datamodule.setup("test")
-    if not hasattr(datamodule.train_set, "images"):  # only the lab's in-memory image sets hold raw pixels
+    if not isinstance(datamodule.train_set, ImageTensorDataset):  # only the lab's in-memory sets hold raw pixels
         return float("nan")
     train = datamodule.train_set.images[:n].unsqueeze(1).float().div(255).to(device)
     test = datamodule.test_set.images[:n].unsqueeze(1).float().div(255).to(device)
     return frechet_floor(quality, train, test)
 
 
-CLASSIFIER_SHAPE = (1, 28, 28)  # what the lab's quality classifiers take
-
-
 def quality_dataset_for(datamodule, quality_dataset: str | None) -> str | None:
-    """`quality_dataset`, or None (with one log line) when the data's images are not what its classifier takes:
-    FID and coverage then are skipped, and nothing else changes."""
-    given = tuple(getattr(datamodule, "input_shape", CLASSIFIER_SHAPE))
-    if quality_dataset is None or given == CLASSIFIER_SHAPE:
+    """`quality_dataset`, or None (with one log line) when the data's images are not what its classifier takes
+    (the images of that data set): FID and coverage then are skipped, and nothing else changes."""
+    if quality_dataset is None:
+        return None
+    expected = dataset_module(quality_dataset).image_shape
+    given = tuple(data_facts(datamodule).input_shape) or expected
+    if given == expected:
         return quality_dataset
     log.warning("model.quality_dataset=%s: its classifier takes %s images and the data gives %s, so FID and "
                 "mode coverage are skipped (model.quality_dataset=null says so without this line).",
-                quality_dataset, "x".join(map(str, CLASSIFIER_SHAPE)), "x".join(map(str, given)))
+                quality_dataset, "x".join(map(str, expected)), "x".join(map(str, given)))
     return None
 
 
 def check_image_data(datamodule, normalize: str, why: str, shape: tuple[int, ...], shape_keys: str, made: str) -> None:
     """Before training: the data's normalization and image shape must be what the generative model needs.
     `made` says what the model does with that shape ("expects", "the generator makes")."""
-    if getattr(datamodule, "normalize", normalize) != normalize:
+    if isinstance(datamodule, ImageDataModule) and datamodule.normalize != normalize:
         raise ValueError(f"data.normalize={datamodule.normalize!r} does not suit {why}; set data.normalize={normalize}.")
-    given = tuple(getattr(datamodule, "input_shape", shape))
+    given = tuple(data_facts(datamodule).input_shape) or tuple(shape)
     if given != tuple(shape):
         raise ValueError(f"the data gives images of shape {given} but {made} {tuple(shape)} ({shape_keys}).")

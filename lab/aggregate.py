@@ -19,14 +19,17 @@ from typing import Any
 
 import numpy as np
 
+from lab.tables import markdown_table
+
 SEED_KEYS = ("seed=", "+seed=", "++seed=")
 FOLD_KEYS = ("data.fold=", "+data.fold=", "++data.fold=")
 FOLDS_KEYS = ("data.folds=", "+data.folds=", "++data.folds=")
 
 
-def configuration(overrides: list[str]) -> str:
-    """A job's overrides without its seed: the configuration its runs repeat."""
-    return " ".join(o for o in overrides if not o.startswith(SEED_KEYS)) or "(defaults)"
+def configuration(overrides: list[str], repeated: tuple[str, ...] = SEED_KEYS) -> str:
+    """A job's overrides without its seed (or without the `repeated` keys, e.g. FOLD_KEYS): the configuration its
+    runs repeat."""
+    return " ".join(o for o in overrides if not o.startswith(repeated)) or "(defaults)"
 
 
 def scores_by_configuration(rows: list[dict[str, Any]], metric: str) -> dict[str, np.ndarray]:
@@ -77,12 +80,10 @@ def performance_profiles(scores: dict[str, np.ndarray], taus: np.ndarray, reps: 
 
 def markdown(estimates: list[Estimate], metric: str) -> list[str]:
     """The IQM table as Markdown lines."""
-    lines = [f"## {metric} over seeds: interquartile mean, 95 % bootstrap CI (rliable)", "",
-             "| configuration | runs | IQM | 95 % CI | mean | median |", "|---|---|---|---|---|---|"]
-    for e in estimates:
-        lines.append(f"| {e.configuration.replace('|', chr(92) + '|')} | {e.runs} | {e.iqm:.6g} | "
-                     f"[{e.low:.6g}, {e.high:.6g}] | {e.mean:.6g} | {e.median:.6g} |")
-    return lines
+    return [f"## {metric} over seeds: interquartile mean, 95 % bootstrap CI (rliable)", "",
+            *markdown_table(["configuration", "runs", "IQM", "95 % CI", "mean", "median"],
+                            ([e.configuration, e.runs, e.iqm, f"[{e.low:.6g}, {e.high:.6g}]", e.mean, e.median]
+                             for e in estimates))]
 
 
 @dataclass
@@ -124,7 +125,7 @@ def fold_summaries(rows: list[dict[str, Any]]) -> list[FoldSummary]:
         fold = _value(overrides, FOLD_KEYS)
         if fold is None or r.get("status") != "ok":
             continue
-        key = " ".join(o for o in overrides if not o.startswith(FOLD_KEYS)) or "(defaults)"
+        key = configuration(overrides, FOLD_KEYS)
         groups.setdefault(key, []).append((fold, r.get("metrics", {})))
         expected[key] = _value(overrides, FOLDS_KEYS)
     out = []
@@ -156,8 +157,7 @@ def fold_markdown(summaries: list[FoldSummary], metric: str | None) -> list[str]
     lines = ["## Cross-validation: mean ± std over the folds (sample std, n - 1)"]
     for s in summaries:
         lines += ["", f"`{s.configuration}`: {fold_count(s)} folds ({', '.join(map(str, s.folds))})", "",
-                  "| metric | mean ± std | per fold |", "|---|---|---|"]
-        for k in fold_metric_order(s, metric):
-            per_fold = ", ".join(f"{v:.4g}" for v in s.values[k])
-            lines.append(f"| {k} | {s.mean[k]:.4g} ± {s.std[k]:.2g} | {per_fold} |")
+                  *markdown_table(["metric", "mean ± std", "per fold"],
+                                  ([k, f"{s.mean[k]:.4g} ± {s.std[k]:.2g}", ", ".join(f"{v:.4g}" for v in s.values[k])]
+                                   for k in fold_metric_order(s, metric)))]
     return lines

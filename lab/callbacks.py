@@ -9,9 +9,18 @@ import time
 from pathlib import Path
 
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import Callback, ProgressBar, RichModelSummary, RichProgressBar
+from lightning.pytorch.callbacks import (
+    Callback,
+    LearningRateMonitor,
+    ProgressBar,
+    RichModelSummary,
+    RichProgressBar,
+)
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig
+
+from lab.contracts import model_hooks
 
 
 def epoch_metrics(metrics: dict) -> dict[str, float]:
@@ -57,7 +66,7 @@ class EpochLines(ProgressBar):
         shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
         total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else "?"
         # a module may say what its x-axis counts (RL agents: env steps); else optimizer steps
-        step = getattr(pl_module, "progress_step", None) or f"step {trainer.global_step}"
+        step = model_hooks(pl_module).progress_step or f"step {trainer.global_step}"
         print(f"epoch {trainer.current_epoch + 1}/{total} {step} "
               f"{shown} ({time.perf_counter() - self._t0:.1f} s)", flush=True)
 
@@ -70,7 +79,7 @@ class LearningRates(Callback):
 
     def _names(self, trainer: Trainer, pl_module: LightningModule) -> list[str]:
         optimizers = trainer.optimizers
-        given = list(getattr(pl_module, "optimizer_names", ()) or ())
+        given = list(model_hooks(pl_module).optimizer_names)
         named = {id(c.scheduler.optimizer): c.name for c in trainer.lr_scheduler_configs if c.name}
         names = []
         for i, opt in enumerate(optimizers):
@@ -156,3 +165,34 @@ class ResumedHistory(Callback):
                           if d.name.removeprefix("version_").isdigit() and d.resolve() != current),
                          key=lambda d: int(d.name.removeprefix("version_")))
         fill_resumed_history(wandb_lg, earlier, before_epoch=trainer.current_epoch)
+
+
+def build_callbacks(cfg: DictConfig, has_logger: bool) -> list[Callback]:
+    """The `callbacks` nodes' callbacks; a node whose factory returns None is not needed in this run (e.g.
+    optuna_pruning outside an Optuna trial)."""
+    from lab.instantiate import instantiate
+
+    callbacks = []
+    for key, node in (cfg.get("callbacks") or {}).items():
+        if isinstance(node, DictConfig) and "_target_" in node:
+            cb = instantiate(node, f"callbacks.{key}")
+            if cb is None or (isinstance(cb, LearningRateMonitor) and not has_logger):
+                continue  # the monitor refuses to run without a logger, and there is nothing to show
+            callbacks.append(cb)
+    return callbacks
+
+
+def optuna_pruning(storage: str | None, study_name: str | None, trial_id: int | None, report: bool,
+                   monitor: str) -> Callback | None:
+    """The `callbacks.optuna_pruning` node: an OptunaPruning callback in a trial of an Optuna sweep that reports
+    (the sweeper fills `optuna.*`), None in every other run. The pruner is the sweeper's (hydra.sweeper.pruner)."""
+    if not (storage and report):
+        return None
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from lab.optuna_trials import OptunaPruning  # imports optuna: only the trials of a sweep pay for it
+
+    pruner = HydraConfig.get().sweeper.get("pruner") if HydraConfig.initialized() else None
+    return OptunaPruning(storage, str(study_name), int(trial_id), monitor,
+                         OmegaConf.to_container(pruner) if pruner else None)

@@ -31,6 +31,16 @@ def check_choice(key: str, value: Any, choices: Iterable[Any]) -> None:
         raise ValueError(f"{key}={value!r} is not valid; valid choices: {', '.join(map(str, choices))}.")
 
 
+def check_choices(key: str, values: Iterable[Any], choices: Iterable[Any]) -> None:
+    """`values` must be a non-empty list of `choices` (e.g. the methods a mode runs)."""
+    values, choices = list(values), tuple(choices)
+    if not values:
+        raise ValueError(f"{key} is empty; list one or more of {', '.join(map(str, choices))}.")
+    for v in values:
+        if v not in choices:
+            raise ValueError(f"{key}={values}: {v!r} is not valid; valid choices: {', '.join(map(str, choices))}.")
+
+
 def check_number(key: str, value: Any, minimum: float, integer: bool = False, strict: bool = True) -> None:
     """`value` must be a number (an integer when `integer`) > minimum (>= when not `strict`)."""
     kind = "an integer" if integer else "a number"

@@ -22,7 +22,6 @@ to <run>/compression.csv and compression.md and the plot media/accuracy_vs_size.
 from __future__ import annotations
 
 import copy
-import csv
 import gzip
 import io
 import logging
@@ -37,6 +36,8 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.utils import prune
+
+from lab.tables import markdown_table, write_dataclass_csv
 
 log = logging.getLogger("lab")
 
@@ -283,11 +284,7 @@ def count_params(model: nn.Module, nonzero: bool = False) -> int:
 
 def write_table(rows: list[Row], out: Path) -> None:
     """compression.csv, compression.md and media/accuracy_vs_size.png in the run folder `out`."""
-    fields = list(asdict(rows[0]))
-    with (out / "compression.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows(asdict(r) for r in rows)
+    write_dataclass_csv(out / "compression.csv", rows)
     (out / "compression.md").write_text(markdown(rows))
     import matplotlib
 
@@ -309,13 +306,12 @@ def write_table(rows: list[Row], out: Path) -> None:
 
 
 def markdown(rows: list[Row]) -> str:
-    lines = ["| variant | test acc | params | KiB | gzip KiB | batch-1 ms | batch-256 ms | agreement |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        agree = "" if r.agreement is None else f"{100 * r.agreement:.2f} %"
-        lines.append(f"| {r.variant} | {100 * r.acc:.2f} % | {r.params:,} | {r.kib:.1f} | {r.gzip_kib:.1f} | "
-                     f"{r.latency_1_ms:.3f} | {r.latency_256_ms:.2f} | {agree} |")
-    return "\n".join(lines) + "\n"
+    table = markdown_table(
+        ["variant", "test acc", "params", "KiB", "gzip KiB", "batch-1 ms", "batch-256 ms", "agreement"],
+        ([r.variant, f"{100 * r.acc:.2f} %", f"{r.params:,}", f"{r.kib:.1f}", f"{r.gzip_kib:.1f}",
+          f"{r.latency_1_ms:.3f}", f"{r.latency_256_ms:.2f}", "" if r.agreement is None else f"{100 * r.agreement:.2f} %"]
+         for r in rows))
+    return "\n".join(table) + "\n"
 
 
 # ---- the two modes -------------------------------------------------------------------------------------------
@@ -341,72 +337,102 @@ def _slug(variant: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in variant).strip("_").replace("__", "_")
 
 
-def compress_classifier(model: nn.Module, datamodule: Any, cfg: Any, out: Path, mode: str) -> dict[str, float]:
-    """mode=prune: magnitude and channel pruning; mode=export: int8 and ONNX; fp32 first in both. Returns
-    compress/<variant>/<figure> metrics; writes the table, the plot, and the variants' files under `out`."""
-    c = cfg.compress
+@dataclass
+class Bench:
+    """What every variant is measured against: the test batches, the fp32 model's predictions, the settings."""
+
+    batches: list[tuple[torch.Tensor, torch.Tensor]]
+    reference: torch.Tensor  # the fp32 model's test predictions (the agreement column)
+    repeats: int  # compress.latency_repeats
+    files: Path  # where the variants are saved
+
+    def row(self, variant: str, predict: Callable[[torch.Tensor], torch.Tensor], params: int,
+            sizes: tuple[float, float]) -> Row:
+        return measure(variant, predict, self.batches, params, sizes, self.repeats, self.reference)[0]
+
+
+def measured_batches(datamodule: Any, cfg: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The test batches every variant is measured on (an integer trainer.limit_test_batches of them, else all);
+    the training split is set up too (fine-tuning and calibration read it)."""
     datamodule.prepare_data()
     datamodule.setup("fit")
     datamodule.setup("test")
     limit = cfg.trainer.get("limit_test_batches")
     batches = list(datamodule.test_dataloader())
-    if isinstance(limit, int) and not isinstance(limit, bool):
-        batches = batches[:limit]
+    return batches[:limit] if isinstance(limit, int) and not isinstance(limit, bool) else batches
+
+
+def pruned_variants(model: nn.Module, datamodule: Any, cfg: Any, bench: Bench) -> list[Row]:
+    """mode=prune: global magnitude pruning at each of compress.sparsities, then channel pruning at each of
+    compress.channel_ratios (feed-forward models only), each fine-tuned and saved."""
+    c, rows = cfg.compress, []
+    for s in c.sparsities:
+        m = copy.deepcopy(model)
+        global_magnitude(m, float(s))
+        finetune(m, datamodule, cfg, int(c.finetune_epochs))
+        make_permanent(m)
+        name = f"magnitude {100 * s:g}%"
+        torch.save(m.state_dict(), bench.files / f"{_slug(name)}.pt")  # loads into the same configured model
+        rows.append(bench.row(name, m, count_params(m, nonzero=True), file_kib(m.state_dict())))
+        log.info("compress: %s: weight sparsity %.3f", name, weight_sparsity(m))
+    skip = channel_skip(model)
+    if c.channel_ratios and skip:
+        log.info("compress: channel pruning skipped: %s", skip)
+    for r in c.channel_ratios if not skip else []:
+        m = copy.deepcopy(model)
+        channel_prune(m, float(r), bench.batches[0][0][:1], keep=[m.head])
+        finetune(m, datamodule, cfg, int(c.finetune_epochs))
+        name = f"channels -{100 * r:g}%"
+        torch.save(m, bench.files / f"{_slug(name)}.pt")  # a smaller network: the whole module (torch.load it)
+        rows.append(bench.row(name, m, count_params(m), file_kib(m.state_dict())))
+    return rows
+
+
+def calibration_batches(datamodule: Any, n: int) -> list[torch.Tensor]:
+    """The inputs of the first n training batches (static quantization's calibration)."""
+    calibration = []
+    for x, _ in datamodule.train_dataloader():
+        calibration.append(x)
+        if len(calibration) >= n:
+            break
+    return calibration
+
+
+def exported_variants(model: nn.Module, datamodule: Any, cfg: Any, bench: Bench) -> list[Row]:
+    """mode=export: the int8 model (compress.quantization) and the ONNX export run by onnxruntime (compress.onnx)."""
+    c, rows = cfg.compress, []
+    method = resolve_quantization(model, c.quantization)
+    if method != "none":
+        t0 = time.perf_counter()
+        q = quantize(model, method, calibration_batches(datamodule, int(c.calibration_batches)))
+        rows.append(bench.row(f"int8 {method}", q, count_params(model), file_kib(q.state_dict())))
+        log.info("compress: int8 %s: quantized and compiled (with the first batches) in %.1f s", method,
+                 time.perf_counter() - t0)
+    if c.onnx:
+        path = export_onnx(model, bench.batches[0][0][:1], bench.files / "model.onnx")
+        raw = path.read_bytes()
+        sizes = (len(raw) / 1024, len(gzip.compress(raw, compresslevel=6)) / 1024)
+        rows.append(bench.row("onnx (onnxruntime)", onnx_predictor(path), count_params(model), sizes))
+    return rows
+
+
+def compress_metrics(rows: list[Row]) -> dict[str, float]:
+    """compress/<variant>/<figure> of every row (the agreement only where there is one)."""
+    return {f"compress/{_slug(r.variant)}/{k}": float(v) for r in rows for k, v in asdict(r).items()
+            if k != "variant" and v is not None}
+
+
+def compress_classifier(model: nn.Module, datamodule: Any, cfg: Any, out: Path, mode: str) -> dict[str, float]:
+    """mode=prune: magnitude and channel pruning; mode=export: int8 and ONNX; fp32 first in both. Returns
+    compress/<variant>/<figure> metrics; writes the table, the plot, and the variants' files under `out`."""
+    batches = measured_batches(datamodule, cfg)
     model = model.cpu().eval()
-    repeats = int(c.latency_repeats)
-    rows: list[Row] = []
+    repeats = int(cfg.compress.latency_repeats)
     base, reference = measure("fp32", model, batches, count_params(model), file_kib(model.state_dict()), repeats, None)
-    rows.append(base)
-    files = out / ("pruned" if mode == "prune" else "exported")
-    files.mkdir(parents=True, exist_ok=True)
-    example = batches[0][0][:1]
-    if mode == "prune":
-        for s in c.sparsities:
-            m = copy.deepcopy(model)
-            global_magnitude(m, float(s))
-            finetune(m, datamodule, cfg, int(c.finetune_epochs))
-            make_permanent(m)
-            name = f"magnitude {100 * s:g}%"
-            torch.save(m.state_dict(), files / f"{_slug(name)}.pt")  # loads into the same configured model
-            rows.append(measure(name, m, batches, count_params(m, nonzero=True), file_kib(m.state_dict()), repeats,
-                                reference)[0])
-            log.info("compress: %s: weight sparsity %.3f", name, weight_sparsity(m))
-        skip = channel_skip(model)
-        if c.channel_ratios and skip:
-            log.info("compress: channel pruning skipped: %s", skip)
-        for r in c.channel_ratios if not skip else []:
-            m = copy.deepcopy(model)
-            channel_prune(m, float(r), example, keep=[m.head])
-            finetune(m, datamodule, cfg, int(c.finetune_epochs))
-            name = f"channels -{100 * r:g}%"
-            torch.save(m, files / f"{_slug(name)}.pt")  # a smaller network: the whole module (torch.load it)
-            rows.append(measure(name, m, batches, count_params(m), file_kib(m.state_dict()), repeats, reference)[0])
-    else:
-        method = resolve_quantization(model, c.quantization)
-        if method != "none":
-            calibration = []
-            for x, _ in datamodule.train_dataloader():
-                calibration.append(x)
-                if len(calibration) >= int(c.calibration_batches):
-                    break
-            t0 = time.perf_counter()
-            q = quantize(model, method, calibration)
-            name = f"int8 {method}"
-            row, _ = measure(name, q, batches, count_params(model), file_kib(q.state_dict()), repeats, reference)
-            log.info("compress: %s: quantized and compiled (with the first batches) in %.1f s", name,
-                     time.perf_counter() - t0)
-            rows.append(row)
-        if c.onnx:
-            path = export_onnx(model, example, files / "model.onnx")
-            raw = path.read_bytes()
-            sizes = (len(raw) / 1024, len(gzip.compress(raw, compresslevel=6)) / 1024)
-            rows.append(measure("onnx (onnxruntime)", onnx_predictor(path), batches, count_params(model), sizes, repeats,
-                                reference)[0])
+    bench = Bench(batches, reference, repeats, out / ("pruned" if mode == "prune" else "exported"))
+    bench.files.mkdir(parents=True, exist_ok=True)
+    variants = pruned_variants if mode == "prune" else exported_variants
+    rows = [base, *variants(model, datamodule, cfg, bench)]
     write_table(rows, out)
     print(markdown(rows))
-    metrics = {}
-    for r in rows:
-        for k, v in asdict(r).items():
-            if k != "variant" and v is not None:
-                metrics[f"compress/{_slug(r.variant)}/{k}"] = float(v)
-    return metrics
+    return compress_metrics(rows)

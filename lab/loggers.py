@@ -14,6 +14,9 @@ from pathlib import Path
 import numpy as np
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
+from omegaconf import DictConfig
+
+from lab.layout import RunLayout
 
 log = logging.getLogger(__name__)
 STEP_KEY = "trainer/global_step"  # Lightning's WandbLogger logs the step under this key
@@ -192,3 +195,45 @@ def _server_logged(run) -> set[tuple[int, str]] | None:  # noqa: ANN001  (a wand
     except Exception as e:  # no network, no such run yet, API changes: fall back to the local logs
         log.warning("W&B: could not read the run's history from the server (%s); using the local logs", e)
         return None
+
+
+def sweep_folder() -> str | None:
+    """The folder name of the Hydra multirun this job is part of; None outside a multirun."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return Path(HydraConfig.get().sweep.dir).name
+
+
+def build_loggers(cfg: DictConfig, layout: RunLayout) -> list[Logger]:
+    """The `logger` nodes' loggers. W&B: a resumed run continues its W&B run (the id it saved), and a sweep's
+    jobs share a group."""
+    from lab.instantiate import instantiate
+
+    loggers: list[Logger] = []
+    for key, node in (cfg.get("logger") or {}).items():
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            continue
+        extra = {}
+        if node._target_ == "lab.loggers.WandbLogger":
+            if node.get("id") is None and cfg.resume and layout.wandb_id_file.is_file():
+                extra["id"] = layout.wandb_id_file.read_text().strip()
+            if node.get("group") is None:
+                folder = sweep_folder()  # one W&B group per multirun: <task_name>-<sweep folder>
+                extra["group"] = f"{cfg.task_name}-{folder}" if folder else None
+        loggers.append(instantiate(node, f"logger.{key}", **extra))
+    return loggers
+
+
+def log_config(cfg: DictConfig, loggers: list[Logger], layout: RunLayout) -> None:
+    """The resolved config as every logger's hyperparameters; W&B's run id saved for a later resume."""
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.to_container(cfg, resolve=True)
+    for lg in loggers:
+        lg.log_hyperparams(config)
+        if isinstance(lg, WandbLogger):
+            layout.wandb_id_file.write_text(lg.experiment.id)
+    log.info("Outputs in %s", layout.root)

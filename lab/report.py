@@ -18,13 +18,10 @@ import base64
 import csv
 import html
 import io
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from lab.aggregate import (
     FOLD_KEYS,
@@ -35,7 +32,8 @@ from lab.aggregate import (
     performance_profiles,
     scores_by_configuration,
 )
-from lab.sweep import RESULT_FILE
+from lab.sweep import job_config, job_overrides, ranked, read_result
+from lab.tables import html_table
 
 
 @dataclass
@@ -46,6 +44,11 @@ class Run:
     rows: list[dict[str, float]] = field(default_factory=list)
 
     label: str = ""  # the overrides that set this run apart from the others, seed excepted
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """The run as a row of lab.sweep (overrides, status, metrics, ...), what lab.aggregate reads."""
+        return {"overrides": self.overrides, **self.result}
 
 
 def label_runs(runs: list[Run]) -> None:
@@ -58,26 +61,33 @@ def label_runs(runs: list[Run]) -> None:
         r.label = " ".join(o for o in varying(r) if o not in common)
 
 
+def read_metrics(path: Path) -> list[dict[str, float]]:
+    """The rows of a Lightning metrics.csv, each with its numeric cells only."""
+    rows = []
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            vals = {}
+            for k, v in row.items():
+                try:
+                    vals[k] = float(v)
+                except (TypeError, ValueError):
+                    continue
+            rows.append(vals)
+    return rows
+
+
 def find_runs(root: Path) -> list[Run]:
+    """Every run folder under `root` (a folder with .hydra/ and CSV metrics), labelled (`label_runs`)."""
     runs = []
     for hydra_dir in sorted(root.glob("**/.hydra")):
         run_dir = hydra_dir.parent
-        if not list(run_dir.glob("csv/*/metrics.csv")):
+        metric_files = sorted(run_dir.glob("csv/*/metrics.csv"))
+        if not metric_files:
             continue
-        overrides = yaml.safe_load((hydra_dir / "overrides.yaml").read_text()) or []
-        result_file = run_dir / RESULT_FILE
-        result = json.loads(result_file.read_text()) if result_file.is_file() else {"status": "no result", "metrics": {}}
-        run = Run(run_dir, list(overrides), result)
-        for path in sorted(run_dir.glob("csv/*/metrics.csv")):
-            with path.open() as f:
-                for row in csv.DictReader(f):
-                    vals = {}
-                    for k, v in row.items():
-                        try:
-                            vals[k] = float(v)
-                        except (TypeError, ValueError):
-                            continue
-                    run.rows.append(vals)
+        result = read_result(run_dir) or {"status": "no result", "metrics": {}}
+        run = Run(run_dir, job_overrides(run_dir), result)
+        for path in metric_files:
+            run.rows += read_metrics(path)
         runs.append(run)
     label_runs(runs)
     return runs
@@ -117,18 +127,15 @@ def final_table(metrics: dict[str, float]) -> str:
     for k, v in metrics.items():
         if not k.endswith("_step"):
             clean.setdefault(k.removesuffix("_epoch"), v)
-    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.6g}</td></tr>" for k, v in
-                   sorted(clean.items(), key=lambda kv: (kv[0].split("/")[0] not in GROUP_ORDER, kv[0])))
-    return f"<table class='final'><tr><th>metric</th><th>value</th></tr>{rows}</table>"
+    rows = sorted(clean.items(), key=lambda kv: (kv[0].split("/")[0] not in GROUP_ORDER, kv[0]))
+    return html_table(["metric", "value"], ([k, f"{v:.6g}"] for k, v in rows), "final")
 
 
 def csv_table(path: Path) -> str:
     """A CSV file (header first) as an HTML table."""
     with path.open() as f:
         rows = list(csv.reader(f))
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows[1:])
-    return f"<table class='final'><tr>{head}</tr>{body}</table>"
+    return html_table(rows[0], rows[1:], "final")
 
 
 def grid_epochs(run: Run) -> dict[str, list[Path]]:
@@ -200,8 +207,7 @@ def across_seeds(runs: list[Run], metric: str | None) -> str:
     or more finished runs; empty otherwise."""
     if metric is None:
         return ""
-    rows = [{"overrides": r.overrides, **r.result} for r in runs]
-    scores = scores_by_configuration(rows, metric)
+    scores = scores_by_configuration([r.record for r in runs], metric)
     if not any(len(v) > 1 for v in scores.values()):
         return ""
     import matplotlib
@@ -211,10 +217,10 @@ def across_seeds(runs: list[Run], metric: str | None) -> str:
     import numpy as np
 
     estimates = iqm_estimates(scores)
-    table = "<table><tr><th>configuration</th><th>runs</th><th>IQM</th><th>95 % CI</th><th>mean</th><th>median</th></tr>"
-    table += "".join(f"<tr><td><code>{html.escape(e.configuration)}</code></td><td>{e.runs}</td><td>{e.iqm:.6g}</td>"
-                     f"<td>[{e.low:.6g}, {e.high:.6g}]</td><td>{e.mean:.6g}</td><td>{e.median:.6g}</td></tr>"
-                     for e in estimates) + "</table>"
+    table = html_table(["configuration", "runs", "IQM", "95 % CI", "mean", "median"],
+                       ([f"<code>{html.escape(e.configuration)}</code>", e.runs, f"{e.iqm:.6g}",
+                         f"[{e.low:.6g}, {e.high:.6g}]", f"{e.mean:.6g}", f"{e.median:.6g}"] for e in estimates),
+                       escape=False)
     everything = np.concatenate(list(scores.values()))
     taus = np.linspace(everything.min(), everything.max(), 101)
     profiles, bands = performance_profiles(scores, taus)
@@ -236,18 +242,17 @@ def across_seeds(runs: list[Run], metric: str | None) -> str:
 def cross_validation(runs: list[Run], metric: str | None) -> str:
     """K-fold cross-validation (runs with data.fold=<i>): mean ± std of every final metric over the folds, per
     configuration (lab.aggregate.fold_summaries, as in the sweep's summary.md); empty without folds."""
-    summaries = fold_summaries([{"overrides": r.overrides, **r.result} for r in runs])
+    summaries = fold_summaries([r.record for r in runs])
     if not summaries:
         return ""
     parts = ["<h2>Cross-validation over folds</h2><p>Mean ± sample standard deviation (n - 1) of each final metric "
              "over the folds; each run validates on its own fold and trains on the others.</p>"]
     for summary in summaries:
-        rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{summary.mean[k]:.4g} ± {summary.std[k]:.2g}</td><td>"
-                       + ", ".join(f"{v:.4g}" for v in summary.values[k]) + "</td></tr>"
-                       for k in fold_metric_order(summary, metric))
+        rows = ([k, f"{summary.mean[k]:.4g} ± {summary.std[k]:.2g}", ", ".join(f"{v:.4g}" for v in summary.values[k])]
+                for k in fold_metric_order(summary, metric))
+        header = ["metric", "mean ± std", f"per fold ({', '.join(map(str, summary.folds))})"]
         parts.append(f"<h3><code>{html.escape(summary.configuration)}</code>: {fold_count(summary)} folds</h3>"
-                     f"<table class='final'><tr><th>metric</th><th>mean ± std</th><th>per fold ("
-                     f"{', '.join(map(str, summary.folds))})</th></tr>{rows}</table>")
+                     + html_table(header, rows, "final"))
     return "".join(parts)
 
 
@@ -258,79 +263,109 @@ def objective(runs: list[Run]) -> tuple[str | None, str]:
     return None, "max"
 
 
-def build_html(root: Path, runs: list[Run], metrics: list[str] | None = None) -> str:
-    metric, mode = objective(runs)
-    ranked = sorted(runs, key=lambda r: (r.result.get("metrics", {}).get(metric) is None,
-                                         (-1 if mode == "max" else 1) * (r.result.get("metrics", {}).get(metric) or 0)))
-    groups = {"selected": metrics} if metrics else scalar_groups(runs)
-    parts = [f"<h1>lab report: {html.escape(root.name)}</h1>",
-             f"<p>{len(runs)} run(s) in <code>{html.escape(str(root))}</code>; objective "
-             f"<b>{html.escape(str(metric))}</b> ({mode}).</p>"]
-    if len(ranked) == 1 and grid_epochs(ranked[0]):  # a generative run: its grids over training, then its curves
-        for kind, paths in grid_epochs(ranked[0]).items():
-            figures = "".join(f'<figure><img class="grid" alt="{html.escape(p.name)}" src="{_img(p)}"><figcaption>'
-                              f"{html.escape(p.name)}</figcaption></figure>" for p in paths)
-            parts.append(f"<h2>{html.escape(kind)}: first, middle and last epoch</h2><div class='grids'>{figures}</div>")
-    compression = ranked[0].path / "compression.csv" if ranked else None
-    if compression is not None and compression.is_file():  # mode=prune / mode=export (lab.compress)
-        parts.append("<h2>Compression</h2>" + csv_table(compression))
-        plot = ranked[0].path / "media" / "accuracy_vs_size.png"
-        if plot.is_file():
-            parts.append(f'<img class="plot" alt="accuracy vs size" src="{_img(plot)}">')
-    attack = ranked[0].path / "attack.csv" if ranked else None
-    if attack is not None and attack.is_file():  # mode=attack (lab.modes.attack)
-        parts.append("<h2>Robustness</h2>" + csv_table(attack))
-        plot = ranked[0].path / "media" / "accuracy_vs_epsilon.png"
-        if plot.is_file():
-            parts.append(f'<img class="plot" alt="accuracy vs epsilon" src="{_img(plot)}">')
-    parts.append(cross_validation(runs, metric))
-    parts.append(across_seeds(runs, metric))
-    parts.append("<h2>Learning curves</h2>")
+STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse}"
+         "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px;text-align:left}"
+         "img.plot{width:48%;min-width:420px}figure{display:inline-block;margin:6px}"
+         "figure img,video{max-width:320px}code{font-size:12px}"
+         "figure img.grid{max-width:340px;image-rendering:pixelated}")
+
+# what a mode leaves in the run folder: (table, heading, plot under media/, the plot's alt text)
+MODE_TABLES = (("compression.csv", "Compression", "accuracy_vs_size.png", "accuracy vs size"),  # mode=prune / export
+               ("attack.csv", "Robustness", "accuracy_vs_epsilon.png", "accuracy vs epsilon"))  # mode=attack
+
+
+def generative_grids(run: Run) -> list[str]:
+    """A generative run's grids of its first, middle and last epoch, per kind of grid."""
+    parts = []
+    for kind, paths in grid_epochs(run).items():
+        figures = "".join(f'<figure><img class="grid" alt="{html.escape(p.name)}" src="{_img(p)}"><figcaption>'
+                          f"{html.escape(p.name)}</figcaption></figure>" for p in paths)
+        parts.append(f"<h2>{html.escape(kind)}: first, middle and last epoch</h2><div class='grids'>{figures}</div>")
+    return parts
+
+
+def mode_tables(run: Run) -> list[str]:
+    """The tables (and plots) that mode=prune / export / attack wrote into the run folder (MODE_TABLES)."""
+    parts = []
+    for table, heading, plot, alt in MODE_TABLES:
+        if (run.path / table).is_file():
+            parts.append(f"<h2>{heading}</h2>" + csv_table(run.path / table))
+            if (run.path / "media" / plot).is_file():
+                parts.append(f'<img class="plot" alt="{alt}" src="{_img(run.path / "media" / plot)}">')
+    return parts
+
+
+def learning_curves(runs: list[Run], groups: dict[str, list[str]]) -> list[str]:
+    """One plot per scalar (mean and min-max band over the seeds of each configuration), grouped."""
+    parts = ["<h2>Learning curves</h2>"]
     for group, keys in groups.items():
-        pngs = [(k, plot_png(runs, k)) for k in keys]
-        pngs = [(k, png) for k, png in pngs if png]
+        pngs = [(k, png) for k, png in ((k, plot_png(runs, k)) for k in keys) if png]
         if pngs:
             parts.append(f"<h3>{html.escape(group)}/</h3>" + "".join(
                 f'<img class="plot" alt="{html.escape(k)}" src="data:image/png;base64,{png}">' for k, png in pngs))
-    parts.append("<h2>Runs, best first</h2><table><tr><th>#</th><th>run</th><th>overrides</th><th>status</th>"
-                 f"<th>{html.escape(str(metric))}</th></tr>")
-    for i, r in enumerate(ranked, 1):
-        value = r.result.get("metrics", {}).get(metric)
-        parts.append(f"<tr><td>{i}</td><td>{html.escape(r.path.name)}</td><td><code>{html.escape(' '.join(r.overrides))}"
-                     f"</code></td><td>{html.escape(r.result.get('status', ''))}</td>"
-                     f"<td>{'' if value is None else f'{value:.6g}'}</td></tr>")
-    parts.append("</table>")
-    if ranked:
-        best = ranked[0]
-        cfg = best.path / ".hydra" / "config.yaml"
-        parts.append(f"<h2>Best configuration</h2><p><code>{html.escape(' '.join(best.overrides))}</code></p>")
-        if cfg.is_file():
-            parts.append(f"<details><summary>resolved config</summary><pre>{html.escape(cfg.read_text())}</pre></details>")
-        final = best.result.get("metrics", {})
-        if final:
-            parts.append("<h3>Final metrics</h3>" + final_table(final))
+    return parts
+
+
+def runs_table(ranked_runs: list[Run], metric: str | None) -> str:
+    """Every run, best first, with its overrides, status and final objective."""
+    def value(r: Run) -> str:
+        v = r.result.get("metrics", {}).get(metric)
+        return "" if v is None else f"{v:.6g}"
+
+    rows = ([i, html.escape(r.path.name), f"<code>{html.escape(' '.join(r.overrides))}</code>",
+             html.escape(r.result.get("status", "")), value(r)] for i, r in enumerate(ranked_runs, 1))
+    return "<h2>Runs, best first</h2>" + html_table(["#", "run", "overrides", "status", html.escape(str(metric))],
+                                                     rows, escape=False)
+
+
+def best_configuration(best: Run) -> list[str]:
+    """The best run's overrides, resolved config and final metrics."""
+    parts = [f"<h2>Best configuration</h2><p><code>{html.escape(' '.join(best.overrides))}</code></p>"]
+    cfg = best.path / ".hydra" / "config.yaml"
+    if cfg.is_file():
+        parts.append(f"<details><summary>resolved config</summary><pre>{html.escape(cfg.read_text())}</pre></details>")
+    final = best.result.get("metrics", {})
+    if final:
+        parts.append("<h3>Final metrics</h3>" + final_table(final))
+    return parts
+
+
+def samples_and_videos(ranked_runs: list[Run]) -> list[str]:
+    """The newest grid of each kind and the last evaluation video of the four best runs, embedded."""
     media = []
-    for r in ranked[:4]:
+    for r in ranked_runs[:4]:
         pngs = sorted((r.path / "media").glob("*.png")) if (r.path / "media").is_dir() else []
-        newest: dict[str, Path] = {}
-        for p in pngs:
-            newest[p.stem.rsplit("_epoch", 1)[0]] = p  # the last epoch of each kind of grid
+        newest = {p.stem.rsplit("_epoch", 1)[0]: p for p in pngs}  # the last epoch of each kind of grid
         for p in newest.values():
-            media.append(f'<figure><img src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
+            media.append(f'<figure><img src="{_img(p)}">'
                          f"<figcaption>{html.escape(r.path.name)}: {html.escape(p.name)}</figcaption></figure>")
         for v in sorted((r.path / "videos").glob("*.mp4"))[-1:] if (r.path / "videos").is_dir() else []:
             media.append(f'<figure><video controls muted src="data:video/mp4;base64,'
                          f'{base64.b64encode(v.read_bytes()).decode()}"></video>'
                          f"<figcaption>{html.escape(r.path.name)}: {html.escape(v.name)}</figcaption></figure>")
-    if media:
-        parts.append("<h2>Samples and videos</h2><div class='media'>" + "".join(media) + "</div>")
-    style = ("body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px;text-align:left}"
-             "img.plot{width:48%;min-width:420px}figure{display:inline-block;margin:6px}"
-             "figure img,video{max-width:320px}code{font-size:12px}"
-             "figure img.grid{max-width:340px;image-rendering:pixelated}")
+    return ["<h2>Samples and videos</h2><div class='media'>" + "".join(media) + "</div>"] if media else []
+
+
+def build_html(root: Path, runs: list[Run], metrics: list[str] | None = None) -> str:
+    """The report page: a generative run's grids, the modes' tables, cross-validation, the comparison over seeds,
+    learning curves, the runs best first, the best configuration, samples and videos."""
+    metric, mode = objective(runs)
+    best_first = ranked(runs, metric, mode, lambda r: r.result)
+    parts = [f"<h1>lab report: {html.escape(root.name)}</h1>",
+             f"<p>{len(runs)} run(s) in <code>{html.escape(str(root))}</code>; objective "
+             f"<b>{html.escape(str(metric))}</b> ({mode}).</p>"]
+    if len(best_first) == 1:  # a generative run: its grids over training, then its curves
+        parts += generative_grids(best_first[0])
+    if best_first:
+        parts += mode_tables(best_first[0])
+    parts += [cross_validation(runs, metric), across_seeds(runs, metric),
+              *learning_curves(runs, {"selected": metrics} if metrics else scalar_groups(runs)),
+              runs_table(best_first, metric)]
+    if best_first:
+        parts += best_configuration(best_first[0])
+    parts += samples_and_videos(best_first)
     return f"<!doctype html><html><head><meta charset='utf-8'><title>lab report {html.escape(root.name)}</title>" \
-           f"<style>{style}</style></head><body>{''.join(parts)}</body></html>"
+           f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>"
 
 
 def wandb_report(entity: str, project: str, group: str | None, metrics: list[str], title: str) -> Any:
@@ -371,7 +406,7 @@ def main() -> None:
         metric, _ = objective(runs)
         if not args.entity:
             raise SystemExit("error: --wandb needs --entity <your W&B entity> (and --project, default 'lab').")
-        task = yaml.safe_load((runs[0].path / ".hydra" / "config.yaml").read_text()).get("task_name", "lab")
+        task = job_config(runs[0].path).get("task_name", "lab")
         group = f"{task}-{args.folder.name}"  # the group lab.run gives a sweep's W&B runs
         report = wandb_report(args.entity, args.project, group, args.metrics or [m for m in (metric,) if m],
                               f"lab: {args.folder.name}")

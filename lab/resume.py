@@ -10,12 +10,11 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from lab.errors import ConfigError
-from lab.slurm import PREEMPTED
+from lab.layout import LAST, PREEMPTED, RunLayout
 
-RUN_CONFIG = "run_config.yaml"
 # Keys that may differ between a run and its continuation: where things go, how it is started and shown.
 # How long it runs may differ too (a finished run can be extended): the runner's `length_keys`.
-NOT_CONFIGURATION = ("resume", "ckpt_path", "mode", "test", "paths", "logger", "optuna", "hydra", "tags",
+NOT_CONFIGURATION = ("resume", "ckpt_path", "mode", "modes", "test", "paths", "logger", "optuna", "hydra", "tags",
                      "callbacks.progress_bar", "callbacks.preemption")
 
 
@@ -34,7 +33,7 @@ def configuration(cfg: DictConfig, length_keys: tuple[str, ...]) -> dict[str, An
 
 def save_run_config(composed: dict[str, Any], output_dir: Path) -> None:
     """`composed`: configuration(cfg, ...) of the run, taken before anything filled or changed it."""
-    (output_dir / RUN_CONFIG).write_text(yaml.safe_dump(composed, sort_keys=True))
+    RunLayout(output_dir).run_config.write_text(yaml.safe_dump(composed, sort_keys=True))
 
 
 def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -53,12 +52,12 @@ def find_resume_checkpoint(cfg: DictConfig, length_keys: tuple[str, ...], requir
     if cfg.ckpt_path:
         return Path(cfg.ckpt_path)
     base = Path(cfg.paths.log_dir) / cfg.task_name
-    own = Path(cfg.paths.output_dir) / "checkpoints"
+    own = RunLayout(Path(cfg.paths.output_dir))
     by_age = {"key": lambda p: p.stat().st_mtime, "reverse": True}
-    found = sorted((p for p in (own / PREEMPTED, own / "last.ckpt") if p.is_file()), **by_age)
+    found = sorted((p for p in (own.preempted_checkpoint, own.last_checkpoint) if p.is_file()), **by_age)
     if not own_only:
-        found += [p for p in sorted([*base.glob("**/checkpoints/last.ckpt"), *base.glob(f"**/checkpoints/{PREEMPTED}")],
-                                    **by_age) if p.parent != own]
+        found += [p for p in sorted([*base.glob(f"**/checkpoints/{LAST}"), *base.glob(f"**/checkpoints/{PREEMPTED}")],
+                                    **by_age) if p.parent != own.checkpoints]
     if not found:
         if not required:
             return None
@@ -67,9 +66,9 @@ def find_resume_checkpoint(cfg: DictConfig, length_keys: tuple[str, ...], requir
     wanted = configuration(cfg, length_keys)
     others = []
     for ckpt in found:
-        saved = ckpt.parent.parent / RUN_CONFIG
+        saved = RunLayout(ckpt.parent.parent).run_config
         if not saved.is_file():
-            others.append(f"{ckpt} (no {RUN_CONFIG}: configuration unknown)")
+            others.append(f"{ckpt} (no {saved.name}: configuration unknown)")
             continue
         diff = _differences(yaml.safe_load(saved.read_text()), wanted)
         if not diff:

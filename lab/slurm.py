@@ -26,9 +26,10 @@ from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from lab.layout import PREEMPTED, RunLayout
+
 log = logging.getLogger("lab")
 
-PREEMPTED = "preempted.ckpt"  # in the run's checkpoints/ folder
 
 
 class Requeued(SystemExit):
@@ -68,7 +69,7 @@ def restarted() -> bool:
 
 def preempted_checkpoint(output_dir: Path) -> Path | None:
     """The checkpoint a preempted job left in `output_dir`, if any."""
-    path = Path(output_dir) / "checkpoints" / PREEMPTED
+    path = RunLayout(Path(output_dir)).preempted_checkpoint
     return path if path.is_file() else None
 
 

@@ -12,11 +12,11 @@ summary_folds.csv). `python -m lab.sweep <sweep dir>` rebuilds them (e.g. after 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
@@ -31,7 +31,9 @@ from lab.aggregate import (
     scores_by_configuration,
 )
 from lab.aggregate import markdown as aggregate_markdown
+from lab.tables import markdown_table, write_csv
 
+T = TypeVar("T")
 RESULT_FILE = "result.json"
 FOLDS_FILE = "summary_folds.csv"  # K-fold cross-validation: mean and std over the folds, per configuration
 
@@ -48,59 +50,65 @@ def write_result(output_dir: Path, overrides: list[str], metric: str, mode: str,
     tmp.replace(output_dir / RESULT_FILE)
 
 
-def _job_overrides(job_dir: Path) -> list[str]:
+def job_overrides(job_dir: Path) -> list[str]:
+    """The overrides a job ran with (Hydra's .hydra/overrides.yaml), [] without the file."""
     import yaml
 
     path = job_dir / ".hydra" / "overrides.yaml"
     return list(yaml.safe_load(path.read_text()) or []) if path.is_file() else []
 
 
+def job_config(job_dir: Path) -> dict[str, Any]:
+    """The resolved configuration a job ran with (Hydra's .hydra/config.yaml), {} without the file."""
+    import yaml
+
+    path = job_dir / ".hydra" / "config.yaml"
+    return dict(yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+
+
+def read_result(job_dir: Path) -> dict[str, Any] | None:
+    """A job's result.json, or None when it wrote none (killed, still running, or not a job of the lab)."""
+    path = job_dir / RESULT_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def collect(sweep_dir: Path) -> list[dict[str, Any]]:
     """One row per job folder (a folder with .hydra/ or result.json), with its result or 'no result'."""
     rows = []
     for job_dir in sorted((p for p in sweep_dir.iterdir() if p.is_dir()), key=lambda p: (len(p.name), p.name)):
-        result_file = job_dir / RESULT_FILE
-        if result_file.is_file():
-            record = json.loads(result_file.read_text())
-        elif (job_dir / ".hydra").is_dir():
-            record = {"overrides": _job_overrides(job_dir), "status": "no result (killed or still running)",
+        record = read_result(job_dir)
+        if record is None and (job_dir / ".hydra").is_dir():
+            record = {"overrides": job_overrides(job_dir), "status": "no result (killed or still running)",
                       "metrics": {}}
-        else:
-            continue
-        record["job"] = job_dir.name
-        rows.append(record)
+        if record is not None:
+            record["job"] = job_dir.name
+            rows.append(record)
     return rows
+
+
+def ranked(rows: list[T], metric: str | None, mode: str,
+           result: Callable[[T], dict[str, Any]] = lambda r: r) -> list[T]:
+    """The rows best first by their final `metric` (`mode` max or min), rows without a finite value last (in their
+    order); `result(row)` is the row's result record (lab.sweep's rows are records themselves)."""
+    def key(r: T) -> float:
+        v = result(r).get("metrics", {}).get(metric)
+        if not isinstance(v, (int, float)) or not math.isfinite(v):
+            return math.inf
+        return -v if mode == "max" else v
+
+    return sorted(rows, key=key)
 
 
 def summarize(sweep_dir: Path, metric: str, mode: str) -> list[dict[str, Any]]:
     """Write summary.csv and summary.md (best first by `metric`, failed and unfinished jobs last)."""
-    rows = collect(sweep_dir)
-
-    def key(r: dict[str, Any]) -> float:
-        v = r["metrics"].get(metric)
-        if v is None or not math.isfinite(v):
-            return math.inf
-        return -v if mode == "max" else v
-
-    rows.sort(key=key)
+    rows = ranked(collect(sweep_dir), metric, mode)
     metric_keys = sorted({k for r in rows for k in r["metrics"]} - {metric})
     header = ["rank", "job", "overrides", "status", metric, *metric_keys]
-    table = []
-    for i, r in enumerate(rows, start=1):
-        m = r["metrics"]
-        table.append([i, r["job"], " ".join(r["overrides"]), r["status"], m.get(metric, ""),
-                      *[m.get(k, "") for k in metric_keys]])
-    with (sweep_dir / "summary.csv").open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(table)
-
-    def cell(v: Any) -> str:
-        return f"{v:.6g}" if isinstance(v, float) else str(v).replace("|", "\\|")
-
+    table = [[i, r["job"], " ".join(r["overrides"]), r["status"], *[r["metrics"].get(k, "") for k in header[4:]]]
+             for i, r in enumerate(rows, start=1)]
+    write_csv(sweep_dir / "summary.csv", header, table)
     lines = [f"# Sweep {sweep_dir.name}: {len(rows)} jobs, sorted by {metric} ({mode})", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in table]
+             *markdown_table(header, table)]
     folds = fold_summaries(rows)
     if folds:  # K-fold cross-validation: mean ± std of every metric over the folds
         lines += ["", *fold_markdown(folds, metric)]
@@ -114,13 +122,10 @@ def summarize(sweep_dir: Path, metric: str, mode: str) -> list[dict[str, Any]]:
 
 def write_fold_csv(path: Path, folds: list[FoldSummary], metric: str) -> None:
     """One row per configuration and metric: the number of folds, mean, sample std and each fold's value."""
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["configuration", "folds", "metric", "mean", "std", "per_fold"])
-        for summary in folds:
-            for k in fold_metric_order(summary, metric):
-                w.writerow([summary.configuration, fold_count(summary), k, repr(summary.mean[k]), repr(summary.std[k]),
-                            " ".join(repr(v) for v in summary.values[k])])
+    write_csv(path, ["configuration", "folds", "metric", "mean", "std", "per_fold"],
+              ([summary.configuration, fold_count(summary), k, repr(summary.mean[k]), repr(summary.std[k]),
+                " ".join(repr(v) for v in summary.values[k])]
+               for summary in folds for k in fold_metric_order(summary, metric)))
 
 
 class SweepSummary(Callback):

@@ -82,25 +82,38 @@ def _check_optimizer(cfg: DictConfig, key: str) -> None:
         raise ConfigError(f"Invalid config under `{key}`: {e}") from None
 
 
+def optimizer_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
+    """The keys of every optimizer node in the config: one named `optimizer` or `optimizer_<name>` (a GAN's
+    optimizer_g and optimizer_d), at any depth (model.optimizer, agent.optimizer, ...); nothing is resolved."""
+    keys = []
+    for k in cfg.keys():
+        key, node = f"{prefix}{k}", cfg._get_node(k)
+        if key == "hydra" or not isinstance(node, DictConfig) or node._is_none():
+            continue
+        if str(k) == "optimizer" or str(k).startswith("optimizer_"):
+            keys.append(key)
+        else:
+            keys += optimizer_keys(node, f"{key}.")
+    return keys
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError naming the key, the value and the valid choices for the first problem found."""
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"{', '.join(missing)}: required and not set (`???` in its YAML); add "
                           f"{' '.join(k + '=<value>' for k in missing)}.")
-    from lab.modes import MODES, checkpoint_mode
+    from lab.modes import load_mode
 
-    _check_choice(cfg, "mode", MODES)
+    mode = load_mode(cfg)
     _check_choice(cfg, "optimized_mode", ("max", "min"))
     if not isinstance(_get(cfg, "resume"), bool):
         raise ConfigError(f"resume={_get(cfg, 'resume')!r} is not valid; valid choices: true, false.")
     ckpt = _get(cfg, "ckpt_path")
-    if cfg.mode != "train" and not ckpt:
+    if mode.needs_checkpoint and not ckpt:
         raise ConfigError(f"mode={cfg.mode} needs ckpt_path=<path to a .ckpt file> (e.g. a run's "
                           "checkpoints/last.ckpt).")
-    mode = checkpoint_mode(cfg.mode)
-    if mode is not None:
-        mode.check_settings(cfg)
+    mode.check_settings(cfg)
     if ckpt and not Path(str(ckpt)).is_file():
         raise ConfigError(f"ckpt_path={ckpt!r} is not a file; pass the path of a .ckpt from a run's checkpoints/ folder.")
     _check_number(cfg, "seed", 0, integer=True, strict=False)
@@ -118,7 +131,7 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={value!r} is not valid: it must be an integer >= 0 "
                               "(or -1 for no limit together with trainer.max_steps > 0).")
 
-    for key in ("model.optimizer", "model.optimizer_g", "model.optimizer_d", "agent.optimizer"):  # GANs have two
+    for key in optimizer_keys(cfg):
         _check_target(cfg, key, (torch.optim.Optimizer,), "model/optimizer")
         _check_number(cfg, f"{key}.lr", 0)
         _check_optimizer(cfg, key)

@@ -24,7 +24,7 @@ from omegaconf import open_dict
 
 import lab  # noqa: F401
 from lab.compress import Row, markdown
-from lab.models.transfer import find_checkpoint
+from lab.layout import find_checkpoint
 from lab.paths import CONFIG_DIR, ROOT
 from lab.run import run
 
@@ -84,9 +84,9 @@ def main() -> None:
         if args.train or not has_runs:
             cfg = config([f"experiment={exp}", *common], base / exp / "train")
             run(cfg)
-            ckpt = find_checkpoint(base / exp / "train")
+            ckpt = find_checkpoint(base / exp / "train", "checkpoint")
         else:
-            ckpt = find_checkpoint(ROOT / "logs" / exp)
+            ckpt = find_checkpoint(ROOT / "logs" / exp, "checkpoint")
         print(f"[bench] {exp}: {ckpt}", flush=True)
         by_exp[exp] = []
         for mode in ("prune", "export"):

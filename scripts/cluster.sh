@@ -12,7 +12,7 @@
 #   submitit can tell a failed or cancelled job from a running one; slurmctld; two slurmd on this host: `lab-node1`
 #   (CPUs = nproc, partition `lab`, the default) and `lab-node2` (with lab-node1 in partition `multinode`, for 2-node
 #   DDP); PostgreSQL 127.0.0.1 only, with a database and user `lab` for Optuna studies.
-# On a real cluster none of this is yours to run: see README "Cluster" (partition, account, GPUs, shared filesystem).
+# On a real cluster none of this is yours to run: see docs/cluster.md (partition, account, GPUs, shared filesystem).
 set -euo pipefail
 
 STATE=${LAB_CLUSTER_DIR:-/var/lib/lab-cluster}
@@ -76,7 +76,7 @@ stop_pid() {  # stop_pid PIDFILE NAME
 # ---------------------------------------------------------------------------------------------------------- configs
 write_configs() {
   if [ -f "$SLURM_CONF" ] && ! grep -qF "$MARK" "$SLURM_CONF"; then
-    die "$SLURM_CONF exists and is not the lab's: this machine has its own SLURM. Use it directly (README \"Cluster\")."
+    die "$SLURM_CONF exists and is not the lab's: this machine has its own SLURM. Use it directly (docs/cluster.md)."
   fi
   local cpus mem host
   cpus=$(nproc); host=$(hostname)

@@ -57,6 +57,18 @@ def mlp(in_dim: int, hidden: list[int], act: str) -> tuple[nn.Sequential, int]:
     return nn.Sequential(*layers), in_dim
 
 
+def twin_layers(dims: list[int]) -> tuple[nn.ParameterList, nn.ParameterList]:
+    """Two stacks of linear layers of widths dims[0] -> dims[1] -> ... as stacked (2, in, out) weights and
+    (2, 1, out) biases (layer i of stack k: `x @ weights[i][k] + biases[i][k]`), each initialized like
+    nn.Linear's default."""
+    weights, biases = nn.ParameterList(), nn.ParameterList()
+    for d_in, d_out in zip(dims[:-1], dims[1:], strict=True):
+        bound = 1 / math.sqrt(d_in)
+        weights.append(nn.Parameter(torch.empty(2, d_in, d_out).uniform_(-bound, bound)))
+        biases.append(nn.Parameter(torch.empty(2, 1, d_out).uniform_(-bound, bound)))
+    return weights, biases
+
+
 class TwinMLP(nn.Module):
     """Two MLP towers of the same widths on the same input (SB3's separate policy and value networks),
     computed together as batched matmuls of stacked weights: half the kernels and optimizer tensors of two
@@ -70,12 +82,7 @@ class TwinMLP(nn.Module):
         self.widths = list(hidden)
         dims = [in_dim, *hidden]
         self.out_dim = dims[-1]
-        self.weights = nn.ParameterList()
-        self.biases = nn.ParameterList()
-        for d_in, d_out in zip(dims[:-1], dims[1:], strict=True):
-            bound = 1 / math.sqrt(d_in)  # nn.Linear's default initialization, per tower
-            self.weights.append(nn.Parameter(torch.empty(2, d_in, d_out).uniform_(-bound, bound)))
-            self.biases.append(nn.Parameter(torch.empty(2, 1, d_out).uniform_(-bound, bound)))
+        self.weights, self.biases = twin_layers(dims)
 
     def tower_weight(self, layer: int, tower: int) -> torch.Tensor:
         """(out, in) weight of one tower's layer, as nn.Linear holds it (a view)."""

@@ -11,9 +11,9 @@ from omegaconf import DictConfig
 
 from agents.common.envs import EnvConfig
 from agents.common.evaluate import evaluation_lines
+from lab.contracts import RunContext, Runner, scalars
 from lab.errors import ConfigError
 from lab.instantiate import instantiate
-from lab.runner import RunContext, Runner, scalars
 
 log = logging.getLogger("lab")
 

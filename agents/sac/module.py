@@ -19,7 +19,6 @@ see), rescaled to the env's Box bounds when stepping the env.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,10 @@ from gymnasium import spaces
 
 from agents.common.buffers import ReplayBuffer
 from agents.common.envs import EnvConfig, final_observations, make_single_env
-from agents.common.module import RLModule
+from agents.common.hyperparameters import keyword_init
+from agents.common.module import OptimizerFactory, RLModule
+from agents.common.replay import ReplayAgent
+from agents.sac.config import SACConfig, parse_ent_coef, parse_target_entropy
 from agents.sac.maths import (
     actor_loss,
     critic_loss,
@@ -38,70 +40,9 @@ from agents.sac.maths import (
     unscale_action,
 )
 from agents.sac.nets import SquashedGaussianActor, TwinQ
-from lab.checks import check_ints
 
 STATS = ("actor_loss", "critic_loss", "ent_coef", "ent_coef_loss")
 ENCODERS = ("auto", "mlp")  # both: MLPs on the flat vector observation (the only kind agent=sac takes for now)
-
-
-def parse_ent_coef(ent_coef: str | float) -> tuple[bool, float]:
-    """agent.ent_coef -> (learnt?, initial or fixed value): 'auto' (learnt from 1.0), 'auto_0.1' (learnt from 0.1),
-    or a fixed number >= 0 (SB3's forms). ValueError naming the value and the valid forms otherwise."""
-    valid = "valid choices: auto, auto_<initial value> (e.g. auto_0.1), or a fixed number >= 0"
-    if isinstance(ent_coef, str) and ent_coef.startswith("auto"):
-        if ent_coef == "auto":
-            return True, 1.0
-        try:
-            init = float(ent_coef.removeprefix("auto_")) if ent_coef.startswith("auto_") else math.nan
-        except ValueError:
-            init = math.nan
-        if not init > 0 or not math.isfinite(init):
-            raise ValueError(f"agent.ent_coef={ent_coef!r} is not valid: the initial value after 'auto_' must be a "
-                             f"number > 0; {valid}.")
-        return True, init
-    if isinstance(ent_coef, bool):
-        raise ValueError(f"agent.ent_coef={ent_coef!r} is not valid; {valid}.")
-    try:
-        value = float(ent_coef)
-    except (TypeError, ValueError):
-        raise ValueError(f"agent.ent_coef={ent_coef!r} is not valid; {valid}.") from None
-    if not value >= 0 or not math.isfinite(value):
-        raise ValueError(f"agent.ent_coef={ent_coef!r} is not valid; {valid}.")
-    return False, value
-
-
-def parse_target_entropy(target_entropy: str | float, action_dim: int) -> float:
-    """agent.target_entropy -> a number: 'auto' is -dim(A) (SB3's and the paper's heuristic)."""
-    if target_entropy == "auto":
-        return -float(action_dim)
-    if not isinstance(target_entropy, bool):
-        try:
-            value = float(target_entropy)
-        except (TypeError, ValueError):
-            value = math.nan
-        if math.isfinite(value):
-            return value
-    raise ValueError(f"agent.target_entropy={target_entropy!r} is not valid; valid choices: auto (-dim(A) = "
-                     f"{-float(action_dim)} here) or a number.")
-
-
-def check_sac_keys(learning_rate: float, buffer_size: int, learning_starts: int, batch_size: int, tau: float,
-                   train_freq: int, gradient_steps: int, target_update_interval: int, ent_coef: str | float,
-                   target_entropy: str | float) -> None:
-    """ValueError naming the first bad SAC key (shared by agent=sac and agent=sb3_sac)."""
-    check_ints("agent.", buffer_size=(buffer_size, 1), batch_size=(batch_size, 1), train_freq=(train_freq, 1),
-               target_update_interval=(target_update_interval, 1), learning_starts=(learning_starts, 0),
-               gradient_steps=(gradient_steps, -1))
-    if gradient_steps == 0:
-        raise ValueError("agent.gradient_steps=0 is not valid: a positive number, or -1 for as many as env steps.")
-    if batch_size > buffer_size:
-        raise ValueError(f"agent.batch_size={batch_size} is larger than agent.buffer_size={buffer_size}.")
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0 < tau <= 1:
-        raise ValueError(f"agent.tau={tau!r} is not valid: it must be in (0, 1] (Polyak averaging weight; 1 = a copy).")
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or not learning_rate > 0:
-        raise ValueError(f"agent.learning_rate={learning_rate!r} is not valid: it must be a number > 0.")
-    parse_ent_coef(ent_coef)
-    parse_target_entropy(target_entropy, 1)
 
 
 def check_sac_env(env_cfg: EnvConfig, others: str = "agent=dqn or agent=ppo") -> tuple[np.ndarray, np.ndarray]:
@@ -129,63 +70,28 @@ def check_sac_env(env_cfg: EnvConfig, others: str = "agent=dqn or agent=ppo") ->
     return low, high
 
 
-class SAC(RLModule):
+class SAC(ReplayAgent, RLModule):
     """SAC with twin critics, Polyak-averaged target critics, a squashed Gaussian actor and an automatic (or
     fixed) entropy temperature; SB3's SAC defaults."""
 
-    def __init__(
-        self,
-        env: EnvConfig,
-        optimizer: Callable[..., torch.optim.Optimizer],
-        total_timesteps: int = 100_000,
-        seed: int = 0,
-        learning_rate: float = 3e-4,
-        anneal_lr: bool = False,
-        buffer_size: int = 1_000_000,
-        learning_starts: int = 100,
-        batch_size: int = 256,
-        tau: float = 0.005,
-        gamma: float = 0.99,
-        train_freq: int = 1,
-        gradient_steps: int = 1,
-        ent_coef: str | float = "auto",
-        target_entropy: str | float = "auto",
-        target_update_interval: int = 1,
-        encoder: str = "auto",
-        net_arch: tuple[int, ...] = (256, 256),
-        activation: str = "relu",
-        save_replay_buffer: bool = False,
-        eval_freq: int = 5000,
-        eval_episodes: int = 10,
-        eval_deterministic: bool = True,
-        log_interval: int = 1000,
-        video: bool = True,
-        torch_threads: int | None = None,
-    ) -> None:
-        super().__init__(env, total_timesteps, seed, gamma, eval_freq, eval_episodes, eval_deterministic,
-                         log_interval, video, torch_threads)
-        check_sac_keys(learning_rate, buffer_size, learning_starts, batch_size, tau, train_freq, gradient_steps,
-                       target_update_interval, ent_coef, target_entropy)
-        if encoder not in ENCODERS:
-            raise ValueError(f"agent.encoder={encoder!r} is not valid for agent=sac, which takes flat vector "
+    __init__ = keyword_init(SACConfig, "env", "optimizer")
+    clock = "n_updates"  # ReplayAgent: checkpoints carry it
+    hp: SACConfig
+
+    def initialize(self, env: EnvConfig, optimizer: OptimizerFactory, hp: SACConfig) -> None:
+        if hp.encoder not in ENCODERS:
+            raise ValueError(f"agent.encoder={hp.encoder!r} is not valid for agent=sac, which takes flat vector "
                              f"observations with MLPs for now; valid choices: {', '.join(ENCODERS)} (agent=sb3_sac "
                              "takes images with SB3's CnnPolicy).")
-        self.save_hyperparameters(ignore=["env", "optimizer"])
-        self.optimizer_factory = optimizer
-        self.learning_rate, self.anneal_lr = learning_rate, anneal_lr
-        self.buffer_size, self.learning_starts, self.batch_size = buffer_size, learning_starts, batch_size
-        self.tau, self.target_update_interval = tau, target_update_interval
-        self.train_freq, self.gradient_steps = train_freq, gradient_steps
-        self.auto_ent_coef, init = parse_ent_coef(ent_coef)
-        self.target_entropy_key = target_entropy
+        super().initialize(env, optimizer, hp)
+        self.auto_ent_coef, init = parse_ent_coef(hp.ent_coef)
         self.target_entropy: float | None = None  # a number once the action space is known (build_networks)
         # The temperature: log alpha, learnt (a parameter: checkpointed, moved to the device, averaged under
         # DDP like the networks' gradients) or fixed.
         self.log_ent_coef = torch.nn.Parameter(torch.full((1,), math.log(init))) if self.auto_ent_coef else None
         self.ent_coef_value = init
         self._fixed_alpha: torch.Tensor | None = None  # ent_coef_value as a tensor on the device
-        self.net_kwargs = dict(net_arch=list(net_arch), activation=activation)
-        self.save_replay_buffer = save_replay_buffer
+        self.net_kwargs = dict(net_arch=list(hp.net_arch), activation=hp.activation)
         self.actor: SquashedGaussianActor | None = None
         self.critic: TwinQ | None = None
         self.critic_target: TwinQ | None = None
@@ -195,16 +101,12 @@ class SAC(RLModule):
         self.n_updates = 0  # gradient steps so far: the clock of target updates
 
     @property
-    def steps_per_iteration(self) -> int:
-        return self.train_freq * self.env_cfg.num_envs
-
-    @property
     def action_dim(self) -> int:
         return self.actor.action_dim
 
     def check_env(self) -> None:
         low, _ = check_sac_env(self.env_cfg)
-        parse_target_entropy(self.target_entropy_key, len(low))
+        parse_target_entropy(self.hp.target_entropy, len(low))
         super().check_env()
 
     def build_networks(self) -> None:
@@ -213,7 +115,7 @@ class SAC(RLModule):
         self.action_low, self.action_high = check_sac_env(self.env_cfg)
         obs_space, action_space = self.spaces()
         obs_dim, action_dim = int(obs_space.shape[0]), int(action_space.shape[0])
-        self.target_entropy = parse_target_entropy(self.target_entropy_key, action_dim)
+        self.target_entropy = parse_target_entropy(self.hp.target_entropy, action_dim)
         self.actor = SquashedGaussianActor(obs_dim, action_dim, **self.net_kwargs)
         self.critic = TwinQ(obs_dim, action_dim, self.net_kwargs["net_arch"], self.net_kwargs["activation"])
         self.critic_target = TwinQ(obs_dim, action_dim, self.net_kwargs["net_arch"], self.net_kwargs["activation"])
@@ -222,10 +124,10 @@ class SAC(RLModule):
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         """actor, critics and (when learnt) temperature, each its own optimizer at agent.learning_rate (SB3's)."""
-        opts = [self.optimizer_factory(self.actor.parameters(), lr=self.learning_rate),
-                self.optimizer_factory(self.critic.parameters(), lr=self.learning_rate)]
+        opts = [self.optimizer_factory(self.actor.parameters(), lr=self.hp.learning_rate),
+                self.optimizer_factory(self.critic.parameters(), lr=self.hp.learning_rate)]
         if self.log_ent_coef is not None:
-            opts.append(self.optimizer_factory([self.log_ent_coef], lr=self.learning_rate))
+            opts.append(self.optimizer_factory([self.log_ent_coef], lr=self.hp.learning_rate))
         return opts
 
     def setup(self, stage: str) -> None:
@@ -233,7 +135,7 @@ class SAC(RLModule):
         if stage == "fit" and self.buffer is None:
             obs_space, action_space = self.spaces()
             # float32 observations whatever the env's dtype (MuJoCo's are float64): what the networks take
-            self.buffer = ReplayBuffer(self.buffer_size, self.env_cfg.num_envs, obs_space.shape, np.float32,
+            self.buffer = ReplayBuffer(self.hp.buffer_size, self.env_cfg.num_envs, obs_space.shape, np.float32,
                                        action_shape=action_space.shape, action_dtype=np.float32)
 
     # ---- acting --------------------------------------------------------------------------------------
@@ -253,51 +155,53 @@ class SAC(RLModule):
 
     # ---- training ------------------------------------------------------------------------------------
     def training_step(self, batch: int, batch_idx: int) -> None:
-        envs, buf = self.envs, self.buffer
-        n_envs = self.env_cfg.num_envs
+        self.collect()
+        metrics: dict[str, Any] = {}
+        if self.env_steps > self.hp.learning_starts:  # gradient steps, once warm
+            metrics = self.gradient_updates()
+        self.end_iteration(metrics)
 
-        # 1. Collect train_freq vector steps into the replay buffer (SB3: uniform actions before learning_starts).
-        for _ in range(self.train_freq):
+    def collect(self) -> None:
+        """train_freq vector steps into the replay buffer (SB3: uniform actions before learning_starts)."""
+        n_envs = self.env_cfg.num_envs
+        for _ in range(self.hp.train_freq):
             obs = self.next_obs
-            if self.env_steps < self.learning_starts:
+            if self.env_steps < self.hp.learning_starts:
                 actions = self.rng.uniform(-1.0, 1.0, (n_envs, self.action_dim)).astype(np.float32)
             else:
                 actions = self.act(obs, deterministic=False)
-            next_obs, rewards, terminated, truncated, infos = envs.step(self.unscale(actions))
+            next_obs, rewards, terminated, truncated, infos = self.envs.step(self.unscale(actions))
             done = terminated | truncated
-            buf.add(obs, final_observations(next_obs, infos, done), actions, rewards, terminated, truncated)
+            self.buffer.add(obs, final_observations(next_obs, infos, done), actions, rewards, terminated, truncated)
             if done.any():
                 self.record_episodes(infos)
             self.next_obs = next_obs
             self.env_steps += n_envs * self.world_size
 
-        # 2. Gradient steps, once warm.
-        metrics: dict[str, Any] = {}
-        if self.env_steps > self.learning_starts:
-            opts = self.optimizers()
-            lr = self.learning_rate * (max(1.0 - self.env_steps / self.total_timesteps, 0.0) if self.anneal_lr else 1.0)
-            for opt in opts:
-                for group in opt.param_groups:
-                    group["lr"] = lr
-            n_updates = self.gradient_steps if self.gradient_steps > 0 else self.steps_per_iteration
-            totals = torch.zeros(len(STATS), device=self.device)
-            for b in self.sample_batches(n_updates):
-                totals += self.update(b, opts)
-            metrics = {f"train/{k}": v / n_updates for k, v in zip(STATS, totals.tolist(), strict=True)}
-            if self.log_ent_coef is None:
-                del metrics["train/ent_coef_loss"]
-            metrics["train/learning_rate"] = lr
-        self.end_iteration(metrics)
+    def gradient_updates(self) -> dict[str, float]:
+        """The iteration's updates (gradient_steps of them; -1: as many as env steps collected); their metrics."""
+        opts = self.optimizers()
+        lr = self.set_lr(*opts)
+        n_updates = self.hp.gradient_steps if self.hp.gradient_steps > 0 else self.steps_per_iteration
+        totals = torch.zeros(len(STATS), device=self.device)
+        for b in self.sample_batches(n_updates):
+            totals += self.update(b, opts)
+        metrics = {f"train/{k}": v / n_updates for k, v in zip(STATS, totals.tolist(), strict=True)}
+        if self.log_ent_coef is None:
+            del metrics["train/ent_coef_loss"]
+        metrics["train/learning_rate"] = lr
+        return metrics
 
     def sample_batches(self, n: int) -> list[dict[str, torch.Tensor]]:
         """The iteration's `n` replay batches, drawn at once (the same random numbers, in the same order, as `n`
         draws of one batch) and converted to tensors once."""
-        sample = self.buffer.sample(n * self.batch_size, self.rng, self.gamma)
+        batch_size = self.hp.batch_size
+        sample = self.buffer.sample(n * batch_size, self.rng, self.hp.gamma)
         t = {k: torch.as_tensor(sample[k], device=self.device)
              for k in ("obs", "actions", "returns", "discounts", "next_obs")}
         if n == 1:
             return [t]
-        return [{k: v[i * self.batch_size:(i + 1) * self.batch_size] for k, v in t.items()} for i in range(n)]
+        return [{k: v[i * batch_size:(i + 1) * batch_size] for k, v in t.items()} for i in range(n)]
 
     def update(self, b: dict[str, torch.Tensor], opts: list[Any]) -> torch.Tensor:
         """One SAC gradient step on a replay batch (SB3's order); returns the statistics (detached, as STATS)."""
@@ -329,22 +233,10 @@ class SAC(RLModule):
         self.optimizer_step_on(a_loss, actor_opt)
 
         self.n_updates += 1
-        if self.n_updates % self.target_update_interval == 0:
-            polyak_update(self.critic_target.parameters(), self.critic.parameters(), self.tau)
+        if self.n_updates % self.hp.target_update_interval == 0:
+            polyak_update(self.critic_target.parameters(), self.critic.parameters(), self.hp.tau)
         return torch.stack([a_loss.detach(), c_loss.detach(), alpha.reshape(()), ent_loss.detach()])
 
     def ent_coef(self) -> float:
         """The current temperature alpha."""
         return float(self.log_ent_coef.detach().exp()) if self.log_ent_coef is not None else self.ent_coef_value
-
-    # ---- state ---------------------------------------------------------------------------------------
-    def extra_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"n_updates": self.n_updates}
-        if self.save_replay_buffer and self.buffer is not None:
-            state["replay_buffer"] = self.buffer.state_dict()
-        return state
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.n_updates = int(state.get("n_updates", 0))
-        if "replay_buffer" in state and self.buffer is not None:
-            self.buffer.load_state_dict(state["replay_buffer"])

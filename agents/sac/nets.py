@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from agents.common.nets import activation, mlp
+from agents.common.nets import activation, mlp, twin_layers
 from agents.sac.maths import LOG_STD_MAX, LOG_STD_MIN, sample_squashed_gaussian
 
 
@@ -48,13 +46,7 @@ class TwinQ(nn.Module):
     def __init__(self, obs_dim: int, action_dim: int, net_arch: list[int], activation_name: str) -> None:
         super().__init__()
         self.act = activation(activation_name)
-        dims = [obs_dim + action_dim, *net_arch, 1]
-        self.weights = nn.ParameterList()
-        self.biases = nn.ParameterList()
-        for d_in, d_out in zip(dims[:-1], dims[1:], strict=True):
-            bound = 1 / math.sqrt(d_in)  # nn.Linear's default initialization, per critic
-            self.weights.append(nn.Parameter(torch.empty(2, d_in, d_out).uniform_(-bound, bound)))
-            self.biases.append(nn.Parameter(torch.empty(2, 1, d_out).uniform_(-bound, bound)))
+        self.weights, self.biases = twin_layers([obs_dim + action_dim, *net_arch, 1])
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor,
                 detach_params: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,6 +11,7 @@ env, the policy, the seed, the device, ...) are refused there with the lab key t
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from stable_baselines3.common.noise import ActionNoise, NormalActionNoise, Ornst
 from stable_baselines3.common.vec_env import VecEnv
 
 from agents.common.envs import EnvConfig
+from agents.common.hyperparameters import AgentConfig, keyword_init
 from agents.sb3.base import SB3Agent, check_observation_space, check_policy
 from lab.checks import activation_class, check_choice, check_positive
 
@@ -158,30 +160,38 @@ def make_action_noise(noise: dict[str, Any], shape: tuple[int, ...]) -> ActionNo
                                         dt=noise.get("dt", 1e-2))
 
 
+@dataclass(frozen=True, kw_only=True)
+class SB3AlgorithmConfig(AgentConfig):
+    """The keys of agent=sb3 (conf/agent/sb3.yaml): agents.common.hyperparameters explains the design."""
+
+    algo: str = "PPO"  # A2C | PPO | DQN | SAC | TD3 | DDPG
+    policy: str = "auto"  # auto (from the observation space, with encoder) | MlpPolicy | CnnPolicy | MultiInputPolicy
+    encoder: str = "auto"
+    hyperparams: dict[str, Any] | None = None  # the algorithm's constructor arguments (zoo's names); null: its default
+    policy_kwargs: dict[str, Any] | None = None  # the policy's constructor arguments
+    action_noise: dict[str, Any] | None = None  # {type: normal | ornstein_uhlenbeck | null, std, theta, dt}
+
+
 class SB3Algorithm(SB3Agent):
     """Stable-Baselines3's `algo` with its own defaults, `hyperparams` (the constructor's arguments, zoo's
     names), `policy_kwargs` and `action_noise`; the policy chosen from the observation space (policy=auto,
     with agent.encoder) or named."""
 
-    def __init__(self, env: EnvConfig, algo: str = "PPO", policy: str = "auto", total_timesteps: int = 100_000,
-                 seed: int = 0, hyperparams: dict[str, Any] | None = None,
-                 policy_kwargs: dict[str, Any] | None = None, action_noise: dict[str, Any] | None = None,
-                 encoder: str = "auto", eval_freq: int = 5000, eval_episodes: int = 10,
-                 eval_deterministic: bool = True, log_interval: int = 1000, video: bool = True,
-                 torch_threads: int | None = None) -> None:
-        cls = algorithm_class(algo)
+    __init__ = keyword_init(SB3AlgorithmConfig, "env")
+    hp: SB3AlgorithmConfig
+
+    def initialize(self, env: EnvConfig, hp: SB3AlgorithmConfig) -> None:
+        cls = algorithm_class(hp.algo)
         self.algorithm = cls
-        params = check_hyperparams(cls, dict(hyperparams or {}))
-        check_choice("agent.policy", policy, POLICY_CHOICES)
-        if policy != "auto" and encoder != "auto":
-            raise ValueError(f"agent.policy={policy!r} and agent.encoder={encoder!r} both choose the policy; set one "
-                             "of them (the other stays auto).")
-        gamma = params.get("gamma", _default(cls, "gamma"))
-        super().__init__(env, total_timesteps, seed, gamma, encoder, eval_freq, eval_episodes, eval_deterministic,
-                         log_interval, video, torch_threads)
-        self.policy_choice = policy
-        self.noise = check_action_noise(cls, action_noise)
-        pkw = policy_kwargs_for(cls, dict(policy_kwargs or {}))
+        params = check_hyperparams(cls, dict(hp.hyperparams or {}))
+        check_choice("agent.policy", hp.policy, POLICY_CHOICES)
+        if hp.policy != "auto" and hp.encoder != "auto":
+            raise ValueError(f"agent.policy={hp.policy!r} and agent.encoder={hp.encoder!r} both choose the policy; set "
+                             "one of them (the other stays auto).")
+        super().initialize(env, hp, params.get("gamma", _default(cls, "gamma")), hp.encoder)
+        self.policy_choice = hp.policy
+        self.noise = check_action_noise(cls, hp.action_noise)
+        pkw = policy_kwargs_for(cls, dict(hp.policy_kwargs or {}))
         self.kwargs = {**params, **({"policy_kwargs": pkw} if pkw else {})}
 
     def choose_policy(self, obs_space: Any) -> str:

@@ -28,10 +28,11 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 
 from agents.common.envs import EnvConfig, env_fns, make_env
 from agents.common.evaluate import evaluate, evaluation_lines, evaluation_metrics, video_files
+from agents.common.hyperparameters import AgentConfig, RunKeys
 from agents.common.runner import build_env_and_agent
 from agents.common.spaces import ENCODERS
-from lab.checks import check_choice, check_ints
-from lab.runner import RunContext, Runner
+from lab.checks import check_choice
+from lab.contracts import RunContext, Runner
 
 # The action spaces each algorithm passes to SB3 as `supported_action_spaces` (SB3 asserts them once the
 # model is built; the lab checks them before): tests/unit/agents/test_sb3.py pins this table to SB3's own.
@@ -215,7 +216,7 @@ class _EvalAndCheckpoint(BaseCallback):
 
     def _on_training_start(self) -> None:
         self.t0 = time.perf_counter()
-        self.next_eval = self.agent.eval_freq
+        self.next_eval = self.agent.hp.eval_freq
         self.eval_env = self.agent.make_eval_env(self.agent.eval_episodes)
 
     def _on_training_end(self) -> None:
@@ -224,7 +225,7 @@ class _EvalAndCheckpoint(BaseCallback):
     def _on_step(self) -> bool:
         if self.num_timesteps < self.next_eval:
             return True
-        self.next_eval += self.agent.eval_freq
+        self.next_eval += self.agent.hp.eval_freq
         start = time.perf_counter()
         metrics = self.agent.evaluate_policy(self.model, self.agent.eval_episodes, self.eval_env)
         metrics["time/train_seconds"] = start - self.t0 - self.eval_seconds
@@ -249,8 +250,9 @@ def optimizer_kwargs(optimizer: Callable[..., torch.optim.Optimizer]) -> dict[st
     return {"optimizer_class": optimizer.func, "optimizer_kwargs": dict(optimizer.keywords)}
 
 
-class SB3Agent:
-    """Base of the SB3 baselines: subclasses set `algorithm` and `kwargs` (SB3's names for the lab's keys).
+class SB3Agent(RunKeys):
+    """Base of the SB3 baselines: subclasses set `algorithm` and `kwargs` (SB3's names for the lab's keys), and
+    take their keys through a generated constructor (agents.common.hyperparameters).
 
     SB3 is given the env's raw observations (`encode_obs=False`, where the lab's agents get them encoded),
     the policy that suits them (`choose_policy`, set by `check_env` before anything is built), and, with
@@ -261,21 +263,14 @@ class SB3Agent:
 
     algorithm: type[BaseAlgorithm]
 
-    def __init__(self, env: EnvConfig, total_timesteps: int, seed: int, gamma: float, encoder: str, eval_freq: int,
-                 eval_episodes: int, eval_deterministic: bool, log_interval: int, video: bool,
-                 torch_threads: int | None = None) -> None:
-        if torch_threads is not None:
-            check_ints("agent.", torch_threads=(torch_threads, 1))
-        self.torch_threads = torch_threads  # None: torch's default (one per core), as SB3's users run it
-        check_ints("agent.", total_timesteps=(total_timesteps, 1), eval_freq=(eval_freq, 1),
-                   eval_episodes=(eval_episodes, 1), log_interval=(log_interval, 1))
+    def initialize(self, env: EnvConfig, hp: AgentConfig, gamma: float, encoder: str) -> None:
+        """The subclasses' generated constructors (agents.common.hyperparameters.keyword_init) call their
+        `initialize`, which calls this one with the discount and encoder the algorithm uses."""
         check_choice("agent.encoder", encoder, ENCODERS)
-        self.env_cfg, self.total_timesteps, self.seed, self.gamma = env, total_timesteps, seed, gamma
-        self.encoder = encoder
+        self.hp, self.env_cfg, self.gamma, self.encoder = hp, env, gamma, encoder
+        self.video = hp.video
         self.policy: str | None = None  # SB3's policy name: chosen from the observation space by check_env
         self.device: str | None = None  # None: SB3's advice, the CPU for MLP policies and "auto" for CNNs
-        self.eval_freq, self.eval_episodes, self.eval_deterministic = eval_freq, eval_episodes, eval_deterministic
-        self.log_interval, self.video = log_interval, video
         self.kwargs: dict[str, Any] = {}
         self.mlp_policy_kwargs: dict[str, Any] = {}  # policy_kwargs for every policy but CnnPolicy (net_arch)
         self.loaded_normalizer: VecNormalize | None = None  # a loaded checkpoint's observation statistics
@@ -313,7 +308,7 @@ class SB3Agent:
         c = self.env_cfg
         vec_cls = SubprocVecEnv if c.vectorization == "async" else DummyVecEnv
         venv: VecEnv = vec_cls(env_fns(c, training=True, clip_actions=False))
-        venv.seed(self.seed)  # sub-env i: seed + i, as make_env seeds ours
+        venv.seed(self.hp.seed)  # sub-env i: seed + i, as make_env seeds ours
         if c.normalize_obs or c.normalize_reward:
             keys = norm_obs_keys(venv.observation_space, c.id) if c.normalize_obs else None
             venv = VecNormalize(venv, norm_obs=c.normalize_obs, norm_reward=c.normalize_reward, clip_obs=c.clip_obs,
@@ -339,9 +334,9 @@ class SB3Agent:
         Dict observations): `evaluate_policy` normalizes with SB3's statistics instead."""
         cfg = copy.copy(self.env_cfg)  # a shallow copy: EnvConfig's checks are not run again
         cfg.normalize_obs = cfg.normalize_reward = False
-        env = make_env(cfg, seed=self.seed + 10_000, num_envs=min(n_episodes, 8), training=False,
+        env = make_env(cfg, seed=self.hp.seed + 10_000, num_envs=min(n_episodes, 8), training=False,
                        video_dir=video_dir, encode_obs=False)
-        env.reset(seed=self.seed + 10_000)
+        env.reset(seed=self.hp.seed + 10_000)
         return env
 
     def evaluate_policy(self, model: BaseAlgorithm, n_episodes: int, env: gym.vector.VectorEnv | None = None,
@@ -359,7 +354,7 @@ class SB3Agent:
             return model.predict(obs, deterministic=deterministic)[0]
 
         try:
-            returns, lengths = evaluate(policy, env, n_episodes, self.eval_deterministic)
+            returns, lengths = evaluate(policy, env, n_episodes, self.hp.eval_deterministic)
         finally:
             if own:
                 env.close()
@@ -385,21 +380,24 @@ class SB3Agent:
     def learn(self, loggers: list[Logger], ckpt_dir: Path) -> BaseAlgorithm:
         """SB3's training loop with the lab's evaluation, checkpoints and loggers; returns the trained model."""
         device = self.model_device()  # chooses the policy first if check_env has not run
-        if self.torch_threads is not None:
-            torch.set_num_threads(self.torch_threads)
+        if self.hp.torch_threads is not None:  # None: torch's default (one per core), as SB3's users run it
+            torch.set_num_threads(self.hp.torch_threads)
         venv = self.make_vec_env()
-        model = self.algorithm(self.policy, venv, seed=self.seed, device=device, **self.model_kwargs(venv))
+        model = self.algorithm(self.policy, venv, seed=self.hp.seed, device=device, **self.model_kwargs(venv))
         callback = _EvalAndCheckpoint(self, loggers, ckpt_dir)
-        writer = _ToLabLoggers(loggers, self.log_interval, callback.train_seconds)
+        writer = _ToLabLoggers(loggers, self.hp.log_interval, callback.train_seconds)
         model.set_logger(SB3Logger(folder=None, output_formats=[writer]))
-        model.learn(self.total_timesteps, callback=callback, log_interval=1)
+        model.learn(self.hp.total_timesteps, callback=callback, log_interval=1)
         self.save(model, ckpt_dir / "last.zip")
         self.after_learn(model, ckpt_dir)
         venv.close()
         return model
 
     def after_learn(self, model: BaseAlgorithm, ckpt_dir: Path) -> None:
-        """What an algorithm saves beside last.zip (DQN: the replay buffer when asked)."""
+        """What is saved beside last.zip: the replay buffer with agent.save_replay_buffer (DQN, SAC; SB3's
+        load_replay_buffer reads it back)."""
+        if getattr(self.hp, "save_replay_buffer", False):
+            model.save_replay_buffer(ckpt_dir / "last_replay_buffer.pkl")
 
 
 class SB3Runner(Runner):

@@ -13,8 +13,12 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from generative.gan.losses import LOSSES, discriminator_loss, generator_loss, gradient_penalty
+from generative.gan.nets import Conditional
 from generative.media import log_grid
 from generative.quality import QualityMixin, check_image_data
+from lab.checks import check_choice
+from lab.contracts import ModelHooks
+from lab.models.base import evaluating
 
 GRID_ROW = 10  # images per row of the sample grid
 
@@ -30,7 +34,7 @@ def ema_with_warmup(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch
     return avg_fn
 
 
-class GAN(QualityMixin, LightningModule):
+class GAN(ModelHooks, QualityMixin, LightningModule):
     def __init__(
         self,
         generator: nn.Module,
@@ -48,8 +52,7 @@ class GAN(QualityMixin, LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["generator", "discriminator", "optimizer_g", "optimizer_d"], logger=False)
-        if loss not in LOSSES:
-            raise ValueError(f"model.loss={loss!r} is not valid; valid choices: {', '.join(LOSSES)}.")
+        check_choice("model.loss", loss, LOSSES)
         if not isinstance(n_critic, int) or n_critic < 1:
             raise ValueError(f"model.n_critic={n_critic!r} must be an integer >= 1.")
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
@@ -60,9 +63,10 @@ class GAN(QualityMixin, LightningModule):
         self.optimizer_g, self.optimizer_d = optimizer_g, optimizer_d
         self.loss_name, self.n_critic, self.gp_weight = loss, n_critic, gp_weight
         self.latent_dim, self.num_classes = generator.latent_dim, generator.num_classes
-        if self.num_classes != getattr(discriminator, "num_classes", 0):
+        critic_classes = discriminator.num_classes if isinstance(discriminator, Conditional) else 0
+        if self.num_classes != critic_classes:
             raise ValueError(f"model.generator.num_classes={self.num_classes} and model.discriminator.num_classes="
-                             f"{discriminator.num_classes} must agree.")
+                             f"{critic_classes} must agree.")
         self.generator_ema = (AveragedModel(generator, avg_fn=ema_with_warmup(ema_decay), use_buffers=True)
                               if ema_decay is not None else None)
         g = torch.Generator().manual_seed(0)
@@ -70,7 +74,7 @@ class GAN(QualityMixin, LightningModule):
         # conditional grids: one row (GRID_ROW images) per class
         self.register_buffer("fixed_y", torch.arange(grid_size) // GRID_ROW % max(1, self.num_classes))
         self.init_quality(quality_dataset)  # the referee: a child module that no checkpoint holds
-        self.metric_fallback: tuple[str, str] | None = None  # read by lab.runner.DataModelRunner
+        self.metric_fallback: tuple[str, str] | None = None  # read by lab.data_model_runner.DataModelRunner
 
     # ---- checks and sampling -----------------------------------------------------------------------------
     def check_data(self, datamodule: LightningDataModule) -> None:
@@ -88,13 +92,11 @@ class GAN(QualityMixin, LightningModule):
     def sample(self, n: int, y: torch.Tensor | None = None, z: torch.Tensor | None = None) -> torch.Tensor:
         """n images in [0, 1] from the EMA generator (or the generator), in eval mode."""
         net = self.generator_ema.module if self.generator_ema is not None else self.generator
-        was_training = net.training
-        net.eval()
         z = torch.randn(n, self.latent_dim, device=self.device) if z is None else z
         if self.num_classes and y is None:
             y = torch.arange(n, device=self.device) % self.num_classes
-        out = net(z, y if self.num_classes else None)
-        net.train(was_training)
+        with evaluating(net):
+            out = net(z, y if self.num_classes else None)
         return out * 0.5 + 0.5
 
     # ---- training ----------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ def _check(latent_dim: int, base_channels: int, image_size: int) -> None:
         raise ValueError(f"image_size={image_size} must be divisible by 4.")
 
 
-class _Conditional(nn.Module):
+class Conditional(nn.Module):
     def __init__(self, num_classes: int, dim: int) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -34,7 +34,7 @@ class _Conditional(nn.Module):
         return torch.cat([z, self.embed(y)], 1)
 
 
-class DCGANGenerator(_Conditional):
+class DCGANGenerator(Conditional):
     """z (B, latent_dim) [+ label] -> Linear -> (B, 2c, S/4, S/4) -> convT (B, c, S/2, S/2) -> convT tanh (B, 1, S, S)."""
 
     def __init__(self, latent_dim: int = 64, base_channels: int = 64, image_size: int = 28, channels: int = 1,
@@ -55,7 +55,7 @@ class DCGANGenerator(_Conditional):
         return self.net(self.condition(z, y))
 
 
-class DCGANDiscriminator(_Conditional):
+class DCGANDiscriminator(Conditional):
     """(B, 1, S, S) -> conv4x4/2 LReLU -> conv4x4/2 [norm] LReLU -> features (B, 2c*S/4*S/4) -> score (B,).
 
     norm: batch (classic DCGAN), layer (safe with a gradient penalty, which needs per-example
@@ -90,7 +90,7 @@ class DCGANDiscriminator(_Conditional):
         return out
 
 
-class MLPGenerator(_Conditional):
+class MLPGenerator(Conditional):
     """z [+ label] -> hidden ReLU layers (batch norm) -> tanh (B, 1, S, S)."""
 
     def __init__(self, latent_dim: int = 64, hidden_sizes: tuple[int, ...] = (256, 512, 1024), image_size: int = 28,
@@ -110,7 +110,7 @@ class MLPGenerator(_Conditional):
         return self.net(self.condition(z, y)).view(-1, *self.output_shape)
 
 
-class MLPDiscriminator(_Conditional):
+class MLPDiscriminator(Conditional):
     """(B, 1, S, S) -> flatten -> hidden LeakyReLU layers -> score (B,)."""
 
     def __init__(self, hidden_sizes: tuple[int, ...] = (512, 256), image_size: int = 28, channels: int = 1,

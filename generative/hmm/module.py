@@ -21,13 +21,29 @@ from generative.hmm.emissions import BernoulliEmission, CategoricalEmission, Gau
 from generative.hmm.maths import forward_log_likelihood, sample_states, viterbi
 from generative.media import log_grid
 from lab.checks import check_choice, check_ints
+from lab.contracts import ModelHooks, data_facts
 from lab.models.optim import configure
 
 EMISSIONS = ("gaussian", "bernoulli", "categorical")
 TOPOLOGIES = ("ergodic", "left_to_right")
 
 
-class HMM(LightningModule):
+def make_emission(emission: str, num_models: int, num_states: int, input_size: int | None, num_symbols: int | None,
+                  min_std: float) -> nn.Module:
+    """The emission distributions of `num_models` HMMs of `num_states` states each (model.emission), its sizes
+    checked: input_size features (gaussian, bernoulli) or num_symbols symbols (categorical)."""
+    if emission == "categorical":
+        check_ints("model.", num_symbols=(num_symbols, 2))
+        return CategoricalEmission(num_models, num_states, num_symbols)
+    check_ints("model.", input_size=(input_size, 1))
+    if emission == "bernoulli":
+        return BernoulliEmission(num_models, num_states, input_size)
+    if not min_std > 0:
+        raise ValueError(f"model.min_std={min_std!r} must be > 0 (the smallest emission std).")
+    return GaussianEmission(num_models, num_states, input_size, min_std)
+
+
+class HMM(ModelHooks, LightningModule):
     def __init__(
         self,
         optimizer: Callable[..., torch.optim.Optimizer],
@@ -53,17 +69,7 @@ class HMM(LightningModule):
             raise ValueError("model.per_class=true needs model.num_classes (from labelled data); set "
                              "model.per_class=false for one HMM of all sequences.")
         num_models = int(num_classes) if per_class else 1
-        if emission == "gaussian":
-            check_ints("model.", input_size=(input_size, 1))
-            if not min_std > 0:
-                raise ValueError(f"model.min_std={min_std!r} must be > 0 (the smallest emission std).")
-            self.emission: nn.Module = GaussianEmission(num_models, num_states, input_size, min_std)
-        elif emission == "bernoulli":
-            check_ints("model.", input_size=(input_size, 1))
-            self.emission = BernoulliEmission(num_models, num_states, input_size)
-        else:
-            check_ints("model.", num_symbols=(num_symbols, 2))
-            self.emission = CategoricalEmission(num_models, num_states, num_symbols)
+        self.emission = make_emission(emission, num_models, num_states, input_size, num_symbols, min_std)
         self.num_models, self.num_states, self.per_class = num_models, num_states, per_class
         self.pi_logits = nn.Parameter(torch.zeros(num_models, num_states))  # (M, K)
         self.A_logits = nn.Parameter(torch.randn(num_models, num_states, num_states) * 0.1)  # (M, K, K)
@@ -87,7 +93,7 @@ class HMM(LightningModule):
         return self.A_logits.masked_fill(~self.allowed, float("-inf")).log_softmax(-1)  # (M, K, K): rows sum to 1
 
     def check_data(self, datamodule: LightningDataModule) -> None:
-        shape = tuple(getattr(datamodule, "input_shape", ()))
+        shape = tuple(data_facts(datamodule).input_shape)
         vector = self.hparams.emission != "categorical"
         if vector and shape and (len(shape) != 2 or shape[1] != self.hparams.input_size):
             raise ValueError(f"{self.hparams.emission} emissions need sequences (time, {self.hparams.input_size}); the data gives "
@@ -98,7 +104,7 @@ class HMM(LightningModule):
         class c's training sequences (a checkpoint being resumed overwrites this)."""
         if stage != "fit" or not self.init_from_data or self.hparams.emission == "categorical":
             return
-        datamodule = getattr(self._trainer, "datamodule", None)  # none when called outside a Trainer
+        datamodule = self._trainer.datamodule if self._trainer is not None else None  # none outside a Trainer
         if datamodule is None:
             return
         xs, ys = [], []

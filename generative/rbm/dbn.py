@@ -3,7 +3,7 @@
 
 Epochs [l * pretrain_epochs, (l + 1) * pretrain_epochs) train RBM l by CD-k on the mean activations
 p(h | .) of the layers below it (held fixed); the epochs after train everything by cross-entropy. With
-pretrain_epochs=0 it is the same MLP from random initialization: the baseline of the README's table.
+pretrain_epochs=0 it is the same MLP from random initialization: the baseline of the table in docs/lifecycle.md.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from generative.media import log_grid
 from generative.rbm.layer import RBMLayer
 from generative.rbm.module import GRID_ROW, check_k, filters_grid, visible
 from lab.checks import check_ints
+from lab.contracts import ModelHooks
 from lab.errors import ConfigError
 
 
@@ -38,7 +39,7 @@ def check_epochs(max_epochs: int | None, pretrain_epochs: int, num_layers: int) 
                           f"trainer.max_epochs > {pretraining}.")
 
 
-class DBN(LightningModule):
+class DBN(ModelHooks, LightningModule):
     def __init__(
         self,
         optimizer: Callable[..., torch.optim.Optimizer],

@@ -17,12 +17,14 @@ from torch import nn
 from generative.media import log_grid
 from generative.quality import QualityMixin, check_image_data
 from generative.vae.losses import iwae_log_likelihood, kl_standard_normal, log_likelihood, reparameterize
+from lab.checks import check_choice
+from lab.contracts import ModelHooks
 from lab.models.optim import configure
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
 
-class VAE(QualityMixin, LightningModule):
+class VAE(ModelHooks, QualityMixin, LightningModule):
     def __init__(
         self,
         encoder: nn.Module,
@@ -41,9 +43,9 @@ class VAE(QualityMixin, LightningModule):
         grid_size: int = 100,
     ) -> None:
         super().__init__()
+        self._val_images: torch.Tensor | None = None  # a fixed validation batch, for the reconstruction grids
         self.save_hyperparameters(ignore=["encoder", "decoder", "optimizer", "scheduler"], logger=False)
-        if likelihood not in LIKELIHOODS:
-            raise ValueError(f"model.likelihood={likelihood!r} is not valid; valid choices: {', '.join(LIKELIHOODS)}.")
+        check_choice("model.likelihood", likelihood, LIKELIHOODS)
         if not isinstance(latent_dim, int) or latent_dim <= 0:
             raise ValueError(f"model.latent_dim={latent_dim!r} must be a positive integer.")
         if beta < 0:
@@ -109,7 +111,7 @@ class VAE(QualityMixin, LightningModule):
             self._val_images = x[:32]
 
     def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking or not hasattr(self, "_val_images"):
+        if self.trainer.sanity_checking or self._val_images is None:
             return
         with torch.no_grad():
             log_grid(self, self.mean_image(self.decoder(self.fixed_z)), "samples", nrow=10)

@@ -4,7 +4,7 @@ Why not hydra-optuna-sweeper: its last release (1.3.0) pins optuna<3, whose SQLi
 sqlalchemy<2 and alembic<1.14; this one runs on current Optuna. It reads the same search-space syntax
 (`interval(...)`, `tag(log, interval(...))`, `int(interval(...))`, `range(...)`, `choice(...)`), and adds
 what the upstream plugin lacks: resuming a killed study from its storage without re-running finished
-trials, pruning through a Lightning callback in the job (lab/pruning.py), a multi-seed objective, and several
+trials, pruning through a Lightning callback in the job (lab/optuna_trials.py), a multi-seed objective, and several
 workers on one study: sweeps started at the same time (or as SLURM jobs) on the same `study_name` and a shared
 storage (PostgreSQL, MySQL, or Optuna's journal file on a shared filesystem) split its `n_trials` between them.
 Each worker keeps a heartbeat on its running trials; a trial whose worker died (no heartbeat for `grace_period`
@@ -37,7 +37,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from lab.pruning import PASSWORD_ENV, StorageError, open_storage, redacted
+from lab.optuna_trials import PASSWORD_ENV, StorageError, open_storage, redacted
 
 log = logging.getLogger("lab")
 

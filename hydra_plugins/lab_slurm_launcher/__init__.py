@@ -40,7 +40,7 @@ class SlurmLauncher(_SubmititSlurmLauncher):
         if shutil.which("sbatch") is None:  # one paragraph, like the lab's config errors, before any job
             print("error: hydra/launcher=slurm submits jobs with SLURM's `sbatch`, which is not on this machine's "
                   "PATH: run the sweep on your cluster's login node, or start the local cluster with "
-                  "`scripts/cluster.sh up` (README \"Cluster\"); hydra/launcher=basic (the default) or "
+                  "`scripts/cluster.sh up` (docs/cluster.md); hydra/launcher=basic (the default) or "
                   "submitit_local run the jobs here without SLURM.", file=sys.stderr)
             sys.exit(2)
         # the executor as upstream builds it: launcher keys -> submitit's slurm_* parameters

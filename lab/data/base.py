@@ -1,6 +1,6 @@
 """What every image DataModule of the lab shares: loader settings, normalization, the loaders, the splits (a
 fixed-seed val_size split or a fold of K-fold cross-validation) with their checks against the data, and the sizes
-a model takes from the data (`data_dims`)."""
+a model takes from the data (`data_dims`, from lab.contracts.DataFacts)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
 from lab.checks import check_choice
+from lab.contracts import DataFacts, data_facts
 
 NORMALIZATIONS = ("standard", "symmetric", "none")
 
 
-class ImageDataModule(LightningDataModule):
+class ImageDataModule(DataFacts, LightningDataModule):
     """Base of the image DataModules: subclasses set `classes` and `input_shape` and build the three
     splits in `setup` (`train_set`, `val_set`, `test_set`); images are normalized as `normalize` says."""
 
@@ -155,38 +156,6 @@ def fold_indices(n: int, folds: int, fold: int, seed: int, targets: torch.Tensor
 
 
 def data_dims(datamodule: LightningDataModule) -> dict[str, Any]:
-    """The sizes a model's null keys take from the data (lab.runner.fill_from_data).
-
-    Images (C, H, W): in_channels = channels = C, image_size = H (square images), in_features = C*H*W, and for
-    grey images their rows as a sequence (input_size = W, seq_len = H). Sequences (T, F): input_size = F,
-    seq_len = T, in_features = T*F (and a square one also reads as a 1-channel image). Classes: num_classes,
-    class_names; several tasks: task_classes (name -> class names). Token sequences (a `vocab` list): vocab, vocab_size, max_output_len (`max_target_len()`).
-    """
-    shape = tuple(getattr(datamodule, "input_shape", ()))
-    dims: dict[str, Any] = dict.fromkeys(("in_channels", "channels", "image_size", "in_features", "input_size",
-                                          "seq_len"))
-    if len(shape) == 3:
-        c, h, w = shape
-        dims.update(in_channels=c, channels=c, image_size=h if h == w else None, in_features=c * h * w)
-        if c == 1:
-            dims.update(input_size=w, seq_len=h)
-    elif len(shape) == 2:
-        t, f = shape
-        dims.update(input_size=f, seq_len=t, in_features=t * f)
-        if t == f:
-            dims.update(in_channels=1, channels=1, image_size=t)
-    elif len(shape) == 1:  # a table's rows: F features
-        dims["in_features"] = shape[0]
-    targets = getattr(datamodule, "target_names", None)  # regression targets (lab.data.tabular)
-    dims["num_targets"] = len(targets) if targets else None
-    classes = getattr(datamodule, "classes", None)
-    dims["num_classes"] = len(classes) if classes else getattr(datamodule, "num_classes", None)
-    dims["class_names"] = [str(c) for c in classes] if classes else None
-    vocab = getattr(datamodule, "vocab", None)
-    dims["vocab"] = list(vocab) if vocab else None
-    dims["vocab_size"] = len(vocab) if vocab else None
-    task_classes = getattr(datamodule, "task_classes", None)  # several labelled tasks (lab.data.multitask)
-    dims["task_classes"] = dict(task_classes) if task_classes else None
-    max_target_len = getattr(datamodule, "max_target_len", None)
-    dims["max_output_len"] = max_target_len() if callable(max_target_len) else None
-    return dims
+    """The values a model's null keys take from the data (lab.data_model_runner.fill_from_data): lab.contracts.DataFacts.dims
+    of a data module with the mixin; none for one without (its model's keys are then set in the config)."""
+    return data_facts(datamodule).dims()

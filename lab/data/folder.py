@@ -287,13 +287,13 @@ class TorchvisionDataModule(_SplitImageDataModule):
         if not classes:
             targets = torch.as_tensor(getattr(train, "targets", getattr(train, "labels", [])))
             classes = [str(i) for i in range(int(targets.max()) + 1)] if len(targets) else []
-        self.classes = tuple(str(c) for c in classes)
+        self._classes = tuple(str(c) for c in classes)
         return train, test
 
     @property
-    def num_classes(self) -> int:
+    def classes(self) -> tuple[str, ...]:  # known once the data set is open (opened here when first asked)
         self.base_sets()
-        return len(self.classes)
+        return self._classes
 
 
 def dataset_class(name: str) -> type:

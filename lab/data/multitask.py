@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from lab.contracts import DataFacts, data_facts
+
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader
 
-from lab.data.base import check_folds
+from lab.data.base import ImageDataModule, check_folds
 
 
-class MultiTaskDataModule(LightningDataModule):
+class MultiTaskDataModule(DataFacts, LightningDataModule):
     """`tasks`: name -> a DataModule of labelled examples of one input shape (e.g. MNIST and Fashion-MNIST).
 
     Training batches are dicts {task: (x, y)}, one batch of each task per step; an epoch lasts as long as
@@ -27,18 +29,18 @@ class MultiTaskDataModule(LightningDataModule):
                              "data.tasks.mnist: {_target_: lab.data.MNISTDataModule, ...}).")
         check_folds(folds, fold)
         for name, dm in tasks.items():
-            own = (getattr(dm, "folds", None), getattr(dm, "fold", 0))
+            own = (dm.folds, dm.fold) if isinstance(dm, ImageDataModule) else (None, 0)
             if own != (folds, fold):
                 raise ValueError(f"data.tasks.{name} has folds={own[0]}, fold={own[1]} and data has folds={folds}, "
                                  f"fold={fold}: every task is validated on the same fold; set data.folds and "
                                  f"data.fold only (the tasks take them: data.tasks.{name}.folds: ${{data.folds}}, "
                                  f"data.tasks.{name}.fold: ${{data.fold}}).")
-        shapes = {name: tuple(getattr(dm, "input_shape", ())) for name, dm in tasks.items()}
+        shapes = {name: tuple(data_facts(dm).input_shape) for name, dm in tasks.items()}
         if len(set(shapes.values())) != 1:
             raise ValueError(f"data.tasks have inputs of different shapes ({shapes}); one backbone needs one input "
                              "shape (resize, or use tasks of the same kind).")
         for name, dm in tasks.items():
-            if not getattr(dm, "classes", None):
+            if not data_facts(dm).classes:
                 raise ValueError(f"data.tasks.{name} has no classes: every task needs labelled data.")
         self.tasks = tasks
         self.names = list(tasks)

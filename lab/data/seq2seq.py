@@ -8,6 +8,8 @@ has no `<bos>` (the model prepends it), so padding and masks are handled once, h
 
 from __future__ import annotations
 
+from lab.contracts import DataFacts
+
 import datetime as dt
 import random
 from collections.abc import Callable
@@ -165,7 +167,7 @@ class LengthBucketBatchSampler(BatchSampler):
             yield batches[i]
 
 
-class Seq2SeqDataModule(LightningDataModule):
+class Seq2SeqDataModule(DataFacts, LightningDataModule):
     """A generated seq2seq task with fixed, disjoint train / val / test splits drawn from `seed`.
 
     `length_buckets` ([[lo, hi], ...] source lengths, optional) asks the model to report test sequence

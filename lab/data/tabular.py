@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from lab.contracts import DataFacts
+
 import logging
 from pathlib import Path
 from typing import Any
@@ -9,10 +11,10 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
 from lab.checks import check_choice, check_number
-from lab.data.base import fold_indices
+from lab.data.base import ImageDataModule, fold_indices
 
 log = logging.getLogger("lab")
 
@@ -53,7 +55,7 @@ def split_size(key: str, value: float, n: int) -> int:
     return round(value * n) if value < 1 else int(value)
 
 
-class TabularDataModule(LightningDataModule):
+class TabularDataModule(DataFacts, LightningDataModule):
     """Rows of a table: `features` columns in, `target` column(s) out, for regression.
 
     Splits: a fixed-seed (split_seed) test set of test_size rows, then a validation set of val_size rows (counts,
@@ -215,18 +217,12 @@ class TabularDataModule(LightningDataModule):
                 TensorDataset(self.preprocess(self.x[i].numpy()), self.y[i])
                 for i in (self.train_idx, self.val_idx, self.test_idx))
 
-    def _loader(self, ds: TensorDataset, batch_size: int, shuffle: bool) -> DataLoader:
-        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self.eval_batch_size, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.eval_batch_size, shuffle=False)
+    # The loaders are the image DataModules' (lab.data.base): the same settings, read from the same attributes
+    # (batch_size, eval_batch_size, num_workers, pin_memory and the three splits).
+    _loader = ImageDataModule._loader
+    train_dataloader = ImageDataModule.train_dataloader
+    val_dataloader = ImageDataModule.val_dataloader
+    test_dataloader = ImageDataModule.test_dataloader
 
     def state_dict(self) -> dict[str, Any]:
         """Saved in every checkpoint: the columns and the training rows' statistics, so that a checkpoint is

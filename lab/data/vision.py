@@ -71,6 +71,7 @@ class MNISTDataModule(ImageDataModule):
     dataset_cls = torchvision.datasets.MNIST
     mean, std = 0.1307, 0.3081
     classes = tuple(str(i) for i in range(10))
+    image_shape = (1, 28, 28)  # (C, H, W) of every image
     as_sequence = False
 
     def __init__(
@@ -109,7 +110,7 @@ class MNISTDataModule(ImageDataModule):
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return (28, 28) if self.as_sequence else (1, 28, 28)
+        return self.image_shape[1:] if self.as_sequence else self.image_shape
 
     def dataset_mean_std(self) -> tuple[float, float]:
         return self.mean, self.std
@@ -174,3 +175,8 @@ class SeqMNISTDataModule(MNISTDataModule):
 
     dataset_name = "seq_mnist"
     as_sequence = True
+
+
+# The image data sets by name (data=<name>): what other parts of the lab need to know of them (the generative
+# models' quality classifiers: generative.quality) comes from these classes: classes, image_shape, mean and std.
+IMAGE_DATASETS: dict[str, type[MNISTDataModule]] = {m.dataset_name: m for m in (MNISTDataModule, FashionMNISTDataModule)}

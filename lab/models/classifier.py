@@ -13,7 +13,9 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
+from lab.contracts import data_facts
 from lab.loggers import save_and_log_figure
+from lab.models.base import evaluating
 from lab.models.optim import configure
 from lab.models.transfer import Transferable
 from lab.robustness import AdversarialTraining, Pixels
@@ -83,19 +85,15 @@ class Classifier(Transferable, LightningModule):
             raise ValueError(f"model.adversarial.eps={self.adversarial.eps} is in pixel units of [0, 1] images, but "
                              f"the data `{type(datamodule).__name__}` gives no normalization (`mean_std`); set "
                              "model.adversarial.eps=0 for this data.")
-        shape = tuple(getattr(datamodule, "input_shape", ()))
+        shape = tuple(data_facts(datamodule).input_shape)
         if not shape:
             return
-        was_training = self.training
-        self.eval()
         try:
-            with torch.no_grad():
+            with evaluating(self):
                 self(torch.zeros(2, *shape))
         except Exception as e:
             raise ValueError(f"the backbone cannot take inputs of shape {shape} from the data ({e}). Check backbone "
                              "sizes such as backbone.input_size / image_size / in_channels against the data.") from None
-        finally:
-            self.train(was_training)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate-layer features (B, out_features), e.g. for a feature-space distance."""
@@ -122,10 +120,8 @@ class Classifier(Transferable, LightningModule):
         self.log("train/adv_acc", (adv_logits.argmax(-1) == y).float().mean(), on_step=False, on_epoch=True)
         ratio = self.adversarial.ratio
         if ratio == 1.0:  # the clean batch only measures train/acc (eval mode: batch-norm statistics untouched)
-            self.eval()
-            with torch.no_grad():
+            with evaluating(self):
                 preds = self(x).argmax(-1)
-            self.train()
             return adv_loss, preds, y
         loss, preds, y = self._step(batch)
         return (1.0 - ratio) * loss + ratio * adv_loss, preds, y

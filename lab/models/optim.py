@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from lightning.pytorch import LightningModule, Trainer
 
+from lab.contracts import model_hooks
+
 
 def scheduler_config(factory: Callable[..., Any], optimizer: torch.optim.Optimizer, trainer: Trainer,
                      name: str = "train/lr") -> dict[str, Any]:
@@ -48,14 +50,11 @@ def configure(module: LightningModule, optimizer: Callable[..., torch.optim.Opti
     """What `configure_optimizers` returns for one optimizer over `module`'s trainable parameters and an
     optional scheduler (only a scheduler needs the trainer, for the run's length). A module with a
     `transfer` (lab.models.transfer) gives its parameter groups: frozen ones left out, pretrained ones at
-    `lr_scale` times the learning rate."""
-    transfer = getattr(module, "transfer", None)
-    if transfer is None:
-        opt = optimizer(params=module.parameters())
-    else:
-        opt = optimizer(params=transfer.param_groups(module))
-        for group in opt.param_groups:
-            group["lr"] = group["lr"] * group.get("lr_scale", 1.0)
+    `lr_scale` times the learning rate (lab.contracts.ModelHooks.optimizer_param_groups)."""
+    groups = model_hooks(module).optimizer_param_groups()
+    opt = optimizer(params=module.parameters() if groups is None else groups)
+    for group in opt.param_groups:
+        group["lr"] = group["lr"] * group.get("lr_scale", 1.0)
     if scheduler is None:
         return {"optimizer": opt}
     return {"optimizer": opt, "lr_scheduler": scheduler_config(scheduler, opt, module.trainer)}

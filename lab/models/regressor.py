@@ -12,12 +12,14 @@ from torch import nn
 from torchmetrics import MeanAbsoluteError, MeanMetric, MeanSquaredError, R2Score
 
 from lab.checks import check_choice, check_number, check_positive
+from lab.contracts import ModelHooks, data_facts
+from lab.models.base import evaluating
 from lab.models.optim import configure
 
 LOSSES = ("mse", "l1", "huber")
 
 
-class Regressor(LightningModule):
+class Regressor(ModelHooks, LightningModule):
     """backbone (B, ...) -> (B, out_features) -> Linear -> (B, num_targets).
 
     The head predicts standardized targets z = (y - target_mean) / target_std, which the loss (`mse`, `l1` or
@@ -68,8 +70,9 @@ class Regressor(LightningModule):
     def check_data(self, datamodule: LightningDataModule) -> None:
         """Called by lab.run before training: the data must be a table with num_targets target columns whose
         rows the backbone takes; copies the training rows' target statistics and the target names."""
-        names = getattr(datamodule, "target_names", None)
-        if names is None or not hasattr(datamodule, "target_mean"):
+        facts = data_facts(datamodule)
+        names = list(facts.target_names)
+        if not names or len(facts.target_mean) != len(names) or len(facts.target_std) != len(names):
             raise ValueError(f"the regressor needs a table with target columns (data=diabetes, or data=tabular for "
                              f"a CSV file); `{type(datamodule).__name__}` has none.")
         if len(names) != self.num_targets:
@@ -80,19 +83,15 @@ class Regressor(LightningModule):
                              f"{list(names)}; set model.target_names=null to take the data's.")
         self.target_names = list(names)
         self.hparams.target_names = list(names)  # saved with the checkpoint, for predictions read without the data
-        self.target_mean.copy_(torch.as_tensor(datamodule.target_mean, dtype=torch.float32))
-        self.target_std.copy_(torch.as_tensor(datamodule.target_std, dtype=torch.float32))
-        shape = tuple(getattr(datamodule, "input_shape", ()))
-        was_training = self.training
-        self.eval()
+        self.target_mean.copy_(torch.as_tensor(facts.target_mean, dtype=torch.float32))
+        self.target_std.copy_(torch.as_tensor(facts.target_std, dtype=torch.float32))
+        shape = tuple(data_facts(datamodule).input_shape)
         try:
-            with torch.no_grad():
+            with evaluating(self):
                 out = self(torch.zeros(2, *shape, device=self.target_mean.device))
         except Exception as e:
             hint = f"; for a table set model.backbone.in_features={shape[0]}" if len(shape) == 1 else ""
             raise ValueError(f"the backbone cannot take inputs of shape {shape} from the data ({e}){hint}.") from None
-        finally:
-            self.train(was_training)
         if out.shape != (2, self.num_targets):
             raise ValueError(f"the model gives outputs of shape {tuple(out.shape[1:])} for inputs of shape {shape}, "
                              f"not ({self.num_targets},).")

@@ -15,27 +15,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lab.contracts import ModelHooks
+from lab.layout import find_checkpoint
+
 log = logging.getLogger("lab")
-
-
-def find_checkpoint(source: str | Path, key: str = "model.init_from") -> Path:
-    """The checkpoint `source` names: a .ckpt / .pt file; a run folder (its best checkpoint, else last.ckpt);
-    or any folder above runs (e.g. logs/cnn_mnist: the newest run under it that has a checkpoint)."""
-    path = Path(source).expanduser()
-    if path.is_file():
-        return path
-    if not path.is_dir():
-        raise ValueError(f"{key}={str(source)!r} does not exist; pass a checkpoint file, a run folder (with "
-                         "checkpoints/), or a task's log folder such as logs/cnn_mnist (its newest run).")
-    found = [p for p in path.glob("**/checkpoints/*.ckpt") if p.is_file()]
-    if not found:
-        raise ValueError(f"{key}={str(source)!r} holds no checkpoints/*.ckpt; train that model first (e.g. "
-                         f"`python -m lab experiment=<name>`, whose runs go to logs/<task_name>/runs/) or pass a "
-                         "checkpoint file.")
-    newest_run = max(found, key=lambda p: p.stat().st_mtime).parent
-    in_run = [p for p in found if p.parent == newest_run]
-    best = [p for p in in_run if p.name != "last.ckpt"]
-    return max(best or in_run, key=lambda p: p.stat().st_mtime)
 
 
 def read_state_dict(path: Path, key: str = "model.init_from") -> dict[str, torch.Tensor]:
@@ -100,7 +83,7 @@ class Transfer:
         check_modules(model, init_modules, "model.init_modules")
         t = cls(pretrained_lr_scale=float(pretrained_lr_scale))
         if init_from:
-            t.source = find_checkpoint(init_from)
+            t.source = find_checkpoint(init_from, "model.init_from")
             t._load(model, read_state_dict(t.source), init_modules)
         for name in freeze:
             for p in model.get_submodule(name).parameters():
@@ -157,7 +140,7 @@ class Transfer:
             yield model.get_submodule(name)
 
 
-class Transferable:
+class Transferable(ModelHooks):
     """Mixin for a LightningModule: `init_transfer(...)` at the end of __init__; frozen modules stay in eval
     mode (batch-norm statistics and dropout fixed, as in a linear probe) whenever the model trains."""
 
@@ -168,6 +151,10 @@ class Transferable:
         self.transfer = Transfer.apply(self, init_from, init_modules, freeze, pretrained_lr_scale)
         if self.transfer.frozen:  # Lightning warns of modules in eval mode at fit start: these are on purpose
             warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
+
+    def optimizer_param_groups(self) -> list[dict] | None:
+        """The transfer's groups: frozen modules left out, pretrained ones at `lr_scale` of the rate."""
+        return None if self.transfer is None else self.transfer.param_groups(self)
 
     def train(self, mode: bool = True):  # noqa: ANN201 (nn.Module.train's signature)
         super().train(mode)

@@ -1,29 +1,43 @@
-"""Modes that work on a trained checkpoint: `python -m lab experiment=... mode=<name> ckpt_path=...`.
+"""Modes: what a run does, `python -m lab experiment=... mode=<name>`. Each is a class following the `Mode`
+contract (lab.contracts), registered by name in the config's `modes` node (conf/config.yaml):
 
-`train` and `eval` are lab.run's own. Every other mode is a module here, named in CHECKPOINT_MODES, that
-follows the `CheckpointMode` contract (lab.modes.base): `check_settings(cfg)` before anything is built,
-`check(runner, cfg)` once the runner has built its pieces (before any output is written), and
-`run(runner, context, ckpt_path)` returning the mode's metrics. Its settings live in the config node of the
-same name (`predict:`, `explain:`, `attack:`; `compress:` for prune and export).
+    modes:
+      train: lab.modes.train.Train
+      predict: lab.modes.predict.Predict
+      ...
+
+A mode of one's own plugs in by configuration alone: `+modes.<name>=<package.module.Class> mode=<name>` (or a
+`modes:` entry in one's own config). Its settings, if any, live in a config node of its own (`predict:`,
+`explain:`, `attack:`; `compress:` for prune and export).
 """
 
 from __future__ import annotations
 
-import importlib
+from hydra.utils import get_class
+from omegaconf import DictConfig
 
-from lab.modes.base import CheckpointMode
-
-CHECKPOINT_MODES: dict[str, str] = {
-    "prune": "lab.modes.compress",
-    "export": "lab.modes.compress",
-    "predict": "lab.modes.predict",
-    "explain": "lab.modes.explain",
-    "attack": "lab.modes.attack",
-}
-MODES = ("train", "eval", *CHECKPOINT_MODES)
+from lab.contracts import Mode
+from lab.errors import ConfigError
 
 
-def checkpoint_mode(name: str) -> CheckpointMode | None:
-    """The module of a checkpoint mode (None for train and eval)."""
-    path = CHECKPOINT_MODES.get(name)
-    return importlib.import_module(path) if path else None  # type: ignore[return-value]
+def mode_names(cfg: DictConfig) -> list[str]:
+    """The modes the config registers."""
+    return list(cfg.get("modes") or {})
+
+
+def load_mode(cfg: DictConfig) -> Mode:
+    """The Mode that `cfg.mode` names (a fresh instance); ConfigError naming the valid choices."""
+    name, registered = cfg.get("mode"), cfg.get("modes") or {}
+    if not isinstance(name, str) or name not in registered:
+        raise ConfigError(f"mode={name!r} is not valid; valid choices: {', '.join(mode_names(cfg))} (the config's "
+                          "`modes` node; add one of your own with +modes.<name>=<package.module.Class>).")
+    path = registered[name]
+    try:
+        cls = get_class(str(path))
+    except Exception as e:
+        raise ConfigError(f"modes.{name}={path!r} cannot be imported ({type(e).__name__}: {e}); name a class "
+                          "that follows lab.contracts.Mode, as <package.module.Class>.") from None
+    if not (isinstance(cls, type) and issubclass(cls, Mode)):
+        raise ConfigError(f"modes.{name}={path!r} is not a lab.contracts.Mode subclass; a mode is a class with "
+                          "run(runner, context, ckpt_path) (see lab.contracts.Mode).")
+    return cls()

@@ -7,9 +7,8 @@ attacks are lab.robustness's, the ones adversarial training (`model.adversarial`
 
 from __future__ import annotations
 
-import csv
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +16,12 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from lab.checks import check_number
+from lab.checks import check_choices, check_number
+from lab.contracts import Mode, RunContext, Runner
+from lab.data_model_runner import DataModelRunner
 from lab.errors import ConfigError
 from lab.modes.base import load_weights, refuse
-from lab.runner import DataModelRunner, RunContext, Runner
+from lab.tables import markdown_table, write_dataclass_csv
 
 log = logging.getLogger("lab")
 
@@ -33,38 +34,52 @@ class Row:
     examples: int
 
 
-def check_settings(cfg: DictConfig) -> None:
-    from lab.robustness import ATTACKS, check_attack, check_epsilon
+class Attack(Mode):
+    """mode=attack: FGSM / PGD accuracy of a classifier checkpoint."""
 
-    a = cfg.get("attack") or {}
-    methods, epsilons = list(a.get("methods") or []), list(a.get("epsilons") or [])
-    try:
-        if not methods:
-            raise ValueError(f"attack.methods is empty; list one or more of {', '.join(ATTACKS)}.")
-        for m in methods:
-            if m not in ATTACKS:
-                raise ValueError(f"attack.methods={methods}: {m!r} is not valid; valid choices: {', '.join(ATTACKS)}.")
-        if not epsilons:
-            raise ValueError("attack.epsilons is empty; list one or more L-inf radii in [0, 1], e.g. [0.1, 0.3].")
-        for eps in epsilons:
-            check_epsilon(f"attack.epsilons={epsilons}: epsilon", eps)
-        check_attack("attack.", methods[0], a.get("pgd_steps"), a.get("pgd_step_size"))
-        if a.get("limit_batches") is not None:
-            check_number("attack.limit_batches", a.get("limit_batches"), 1, integer=True, strict=False)
-    except ValueError as e:  # each message names its key already
-        raise ConfigError(str(e)) from None
+    def check_settings(self, cfg: DictConfig) -> None:
+        from lab.robustness import ATTACKS, check_attack, check_epsilon
 
+        a = cfg.get("attack") or {}
+        methods, epsilons = list(a.get("methods") or []), list(a.get("epsilons") or [])
+        try:
+            check_choices("attack.methods", methods, ATTACKS)
+            if not epsilons:
+                raise ValueError("attack.epsilons is empty; list one or more L-inf radii in [0, 1], e.g. [0.1, 0.3].")
+            for eps in epsilons:
+                check_epsilon(f"attack.epsilons={epsilons}: epsilon", eps)
+            check_attack("attack.", methods[0], a.get("pgd_steps"), a.get("pgd_step_size"))
+            if a.get("limit_batches") is not None:
+                check_number("attack.limit_batches", a.get("limit_batches"), 1, integer=True, strict=False)
+        except ValueError as e:  # each message names its key already
+            raise ConfigError(str(e)) from None
 
-def check(runner: Runner, cfg: DictConfig) -> None:
-    from lab.models import Classifier
-    from lab.robustness import Pixels
+    def check(self, runner: Runner, cfg: DictConfig) -> None:
+        from lab.models import Classifier
+        from lab.robustness import Pixels
 
-    if not isinstance(runner, DataModelRunner) or not isinstance(runner.model, Classifier):
-        target = cfg.model._target_ if "model" in cfg else cfg.runner._target_
-        raise refuse(cfg, "classifiers (`model=classifier`, any backbone)", f"`{target}`")
-    if Pixels.of(runner.datamodule) is None:
-        raise ConfigError(f"mode=attack perturbs images in pixel units of [0, 1], but the data `{cfg.data._target_}` "
-                          "gives no normalization (`mean_std`) to map its inputs to pixels.")
+        if not isinstance(runner, DataModelRunner) or not isinstance(runner.model, Classifier):
+            target = cfg.model._target_ if "model" in cfg else cfg.runner._target_
+            raise refuse(cfg, "classifiers (`model=classifier`, any backbone)", f"`{target}`")
+        if Pixels.of(runner.datamodule) is None:
+            raise ConfigError(f"mode=attack perturbs images in pixel units of [0, 1], but the data `{cfg.data._target_}` "
+                              "gives no normalization (`mean_std`) to map its inputs to pixels.")
+
+    def run(self, runner: Runner, context: RunContext, ckpt_path: str | None) -> dict[str, float]:
+        from lab.robustness import Pixels
+
+        assert isinstance(runner, DataModelRunner)
+        a = context.cfg.attack
+        model = load_weights(runner.model, ckpt_path, context.cfg.mode)
+        pixels = Pixels.of(runner.datamodule)
+        batches = test_batches(runner.datamodule, context.cfg)
+        epsilons = [float(e) for e in a.epsilons]
+        rows = evaluate(model, batches, pixels, list(a.methods), epsilons, int(a.pgd_steps), a.get("pgd_step_size"),
+                        device_for(context.cfg))
+        write_outputs(rows, context.output_dir, context.loggers)
+        print(markdown(rows))
+        return {"attack/clean/acc" if r.method == "clean" else f"attack/{r.method}/eps_{r.eps:g}/acc": r.acc
+                for r in rows}
 
 
 def device_for(cfg: DictConfig) -> torch.device:
@@ -116,17 +131,14 @@ def evaluate(model: nn.Module, batches: list, pixels: Any, methods: list[str], e
 
 
 def markdown(rows: list[Row]) -> str:
-    lines = ["| attack | epsilon (pixels) | test acc | examples |", "|---|---|---|---|"]
-    lines += [f"| {r.method} | {r.eps:g} | {100 * r.acc:.2f} % | {r.examples} |" for r in rows]
-    return "\n".join(lines) + "\n"
+    table = markdown_table(["attack", "epsilon (pixels)", "test acc", "examples"],
+                           ([r.method, f"{r.eps:g}", f"{100 * r.acc:.2f} %", r.examples] for r in rows))
+    return "\n".join(table) + "\n"
 
 
 def write_outputs(rows: list[Row], out: Path, loggers: list) -> None:
     """attack.csv, attack.md and media/accuracy_vs_epsilon.png (also logged as an image) in the run folder."""
-    with (out / "attack.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(asdict(rows[0])))
-        w.writeheader()
-        w.writerows(asdict(r) for r in rows)
+    write_dataclass_csv(out / "attack.csv", rows)
     (out / "attack.md").write_text(markdown(rows))
     import matplotlib
 
@@ -147,20 +159,3 @@ def write_outputs(rows: list[Row], out: Path, loggers: list) -> None:
     ax.legend()
     fig.tight_layout()
     save_and_log_figure(loggers, "attack/accuracy_vs_epsilon", fig, out / "media" / "accuracy_vs_epsilon.png", 0)
-
-
-def run(runner: Runner, context: RunContext, ckpt_path: str) -> dict[str, float]:
-    from lab.robustness import Pixels
-
-    assert isinstance(runner, DataModelRunner)
-    a = context.cfg.attack
-    model = load_weights(runner.model, ckpt_path, context.cfg.mode)
-    pixels = Pixels.of(runner.datamodule)
-    batches = test_batches(runner.datamodule, context.cfg)
-    epsilons = [float(e) for e in a.epsilons]
-    rows = evaluate(model, batches, pixels, list(a.methods), epsilons, int(a.pgd_steps), a.get("pgd_step_size"),
-                    device_for(context.cfg))
-    write_outputs(rows, context.output_dir, context.loggers)
-    print(markdown(rows))
-    return {"attack/clean/acc" if r.method == "clean" else f"attack/{r.method}/eps_{r.eps:g}/acc": r.acc
-            for r in rows}

@@ -1,29 +1,14 @@
-"""The contract of a checkpoint mode (lab.modes), and what several modes share."""
+"""What several modes that work on a trained checkpoint share (the Mode contract itself: lab.contracts)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
 
 import torch
 from omegaconf import DictConfig
 from torch import nn
 
 from lab.errors import ConfigError
-from lab.runner import RunContext, Runner
-
-
-class CheckpointMode(Protocol):
-    """What lab.run calls, in this order, for `mode=<name>` (a module of lab.modes)."""
-
-    def check_settings(self, cfg: DictConfig) -> None:
-        """ConfigError naming the key for a bad value in the mode's settings: before anything is built."""
-
-    def check(self, runner: Runner, cfg: DictConfig) -> None:
-        """ConfigError unless the mode applies to what the runner built (e.g. a classifier): before any output."""
-
-    def run(self, runner: Runner, context: RunContext, ckpt_path: str) -> dict[str, float]:
-        """Do the mode's work on the checkpoint; returns `<mode>/<name>` metrics (logged and printed by lab.run)."""
 
 
 def load_weights(model: nn.Module, ckpt_path: str | Path, mode: str) -> nn.Module:

@@ -22,10 +22,11 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from lab.checks import check_number
+from lab.checks import check_choices, check_number
+from lab.contracts import Mode, RunContext, Runner
+from lab.data_model_runner import DataModelRunner
 from lab.errors import ConfigError
 from lab.modes.base import load_weights, refuse
-from lab.runner import DataModelRunner, RunContext, Runner
 
 log = logging.getLogger("lab")
 
@@ -34,35 +35,43 @@ PAIRS_PER_ROW = 4  # (input, heat map) pairs per row of a grid
 ATTENTION_PER_FIGURE = 4
 
 
-def check_settings(cfg: DictConfig) -> None:
-    e = cfg.get("explain") or {}
-    methods = list(e.get("methods") or [])
-    try:
-        if not methods:
-            raise ValueError(f"explain.methods is empty; list one or more of {', '.join(METHODS)}.")
-        for m in methods:
-            if m not in METHODS:
-                raise ValueError(f"explain.methods={methods}: {m!r} is not valid; valid choices: {', '.join(METHODS)}.")
-        check_number("explain.num_images", e.get("num_images"), 1, integer=True, strict=False)
-        check_number("explain.ig_steps", e.get("ig_steps"), 1, integer=True, strict=False)
-    except ValueError as err:  # each message names its key already
-        raise ConfigError(str(err)) from None
+class Explain(Mode):
+    """mode=explain: saliency / integrated gradients of a classifier, attention maps of a seq2seq model."""
 
+    def check_settings(self, cfg: DictConfig) -> None:
+        e = cfg.get("explain") or {}
+        methods = list(e.get("methods") or [])
+        try:
+            check_choices("explain.methods", methods, METHODS)
+            check_number("explain.num_images", e.get("num_images"), 1, integer=True, strict=False)
+            check_number("explain.ig_steps", e.get("ig_steps"), 1, integer=True, strict=False)
+        except ValueError as err:  # each message names its key already
+            raise ConfigError(str(err)) from None
 
-def check(runner: Runner, cfg: DictConfig) -> None:
-    from lab.models import Classifier, Seq2Seq
+    def check(self, runner: Runner, cfg: DictConfig) -> None:
+        from lab.models import Classifier, Seq2Seq
+        from lab.models.seq2seq import RNNSeq2Seq
 
-    model = getattr(runner, "model", None)
-    if isinstance(runner, DataModelRunner) and isinstance(model, Seq2Seq):
-        if getattr(model.net, "attention_kind", None) == "none":
-            raise ConfigError("mode=explain draws a seq2seq model's attention maps, but this one has none "
-                              "(model.net.attention=none); train it with attention (additive | dot | general) or "
-                              "model/net=transformer.")
-        return
-    if not isinstance(runner, DataModelRunner) or not isinstance(model, Classifier):
-        target = cfg.model._target_ if "model" in cfg else cfg.runner._target_
-        raise refuse(cfg, "classifiers (`model=classifier`, any backbone) and seq2seq models with attention",
-                     f"`{target}`")
+        model = runner.model if isinstance(runner, DataModelRunner) else None
+        if isinstance(model, Seq2Seq):
+            if isinstance(model.net, RNNSeq2Seq) and model.net.attention_kind == "none":
+                raise ConfigError("mode=explain draws a seq2seq model's attention maps, but this one has none "
+                                  "(model.net.attention=none); train it with attention (additive | dot | general) or "
+                                  "model/net=transformer.")
+            return
+        if not isinstance(runner, DataModelRunner) or not isinstance(model, Classifier):
+            target = cfg.model._target_ if "model" in cfg else cfg.runner._target_
+            raise refuse(cfg, "classifiers (`model=classifier`, any backbone) and seq2seq models with attention",
+                         f"`{target}`")
+
+    def run(self, runner: Runner, context: RunContext, ckpt_path: str | None) -> dict[str, float]:
+        from lab.models import Seq2Seq
+
+        assert isinstance(runner, DataModelRunner)
+        model = load_weights(runner.model, ckpt_path, context.cfg.mode)
+        if isinstance(model, Seq2Seq):
+            return explain_seq2seq(model, runner.datamodule, context.cfg, context)
+        return explain_classifier(model, runner.datamodule, context.cfg, context)
 
 
 # ---- attributions ---------------------------------------------------------------------------------------------
@@ -186,13 +195,3 @@ def explain_seq2seq(model: nn.Module, datamodule: Any, cfg: DictConfig, context:
                                    context.output_dir / "media" / f"attention_{k + 1}.png", 0)
         log.info("explain: attention maps: %s", path)
     return {"explain/images": float(len(examples))}
-
-
-def run(runner: Runner, context: RunContext, ckpt_path: str) -> dict[str, float]:
-    from lab.models import Seq2Seq
-
-    assert isinstance(runner, DataModelRunner)
-    model = load_weights(runner.model, ckpt_path, context.cfg.mode)
-    if isinstance(model, Seq2Seq):
-        return explain_seq2seq(model, runner.datamodule, context.cfg, context)
-    return explain_classifier(model, runner.datamodule, context.cfg, context)

@@ -25,10 +25,12 @@ from omegaconf import DictConfig
 from torch import nn
 
 from lab.checks import check_ints
+from lab.contracts import Mode, RunContext, Runner, data_facts
+from lab.data_model_runner import DataModelRunner
 from lab.errors import ConfigError, building
+from lab.models import Classifier, Regressor
 from lab.modes.base import load_weights, refuse
 from lab.modes.predict_inputs import input_spec, read_input
-from lab.runner import DataModelRunner, RunContext, Runner
 
 log = logging.getLogger("lab")
 
@@ -41,18 +43,53 @@ def _settings(cfg: DictConfig) -> DictConfig:
     return cfg.get("predict") or DictConfig({})
 
 
-def check_settings(cfg: DictConfig) -> None:
-    p = _settings(cfg)
-    with building("predict"):
-        check_ints("predict.", batch_size=(p.get("batch_size", 256), 1), num_samples=(p.get("num_samples", 64), 1),
-                   episodes=(p.get("episodes", 5), 1))
-    for key in ("input", "output"):
-        value = p.get(key)
-        if value is not None and not isinstance(value, str):
-            raise ConfigError(f"predict.{key}={value!r} is not valid: it must be a path (or null).")
-    if p.get("input") and not Path(p.input).expanduser().exists():
-        raise ConfigError(f"predict.input={p.input!r}: no such file or folder; give an image folder, an image "
-                          "file, or a .npy / .csv file of examples (classifiers and regressors).")
+class Predict(Mode):
+    """mode=predict: predictions for new inputs (classifiers, regressors), samples (generative models) or episodes (agents)."""
+
+    def check_settings(self, cfg: DictConfig) -> None:
+        p = _settings(cfg)
+        with building("predict"):
+            check_ints("predict.", batch_size=(p.get("batch_size", 256), 1), num_samples=(p.get("num_samples", 64), 1),
+                       episodes=(p.get("episodes", 5), 1))
+        for key in ("input", "output"):
+            value = p.get(key)
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"predict.{key}={value!r} is not valid: it must be a path (or null).")
+        if p.get("input") and not Path(p.input).expanduser().exists():
+            raise ConfigError(f"predict.input={p.input!r}: no such file or folder; give an image folder, an image "
+                              "file, or a .npy / .csv file of examples (classifiers and regressors).")
+
+    def check(self, runner: Runner, cfg: DictConfig) -> None:
+        kind = family(runner)
+        if kind is None:
+            target = cfg.model._target_ if "model" in cfg else cfg.get("agent", {}).get("_target_", cfg.runner._target_)
+            raise refuse(cfg, APPLIES_TO, f"`{target}`")
+        p = _settings(cfg)
+        if kind in ("classifier", "regressor"):
+            with building("data", cfg.data.get("_target_")):
+                spec = input_spec(runner.datamodule)
+            read_input(p.get("input"), spec)  # the whole input checked before the run folder is made
+            table_path(p.get("output"), Path(cfg.paths.output_dir))
+            load_weights(runner.model, cfg.ckpt_path, cfg.mode)
+            restore_datamodule(runner.datamodule, cfg.ckpt_path)
+            return
+        what = "a generative model samples from noise" if kind == "generative" else "an RL agent plays its env"
+        if p.get("input") is not None:
+            raise ConfigError(f"predict.input={p.input!r} is for classifiers and regressors; {what} and reads no "
+                              "input: leave predict.input out (null).")
+        output_folder(p.get("output"), Path(cfg.paths.output_dir), kind)
+        if kind == "generative":
+            load_weights(runner.model, cfg.ckpt_path, cfg.mode)
+        else:
+            _load_policy(runner, cfg.ckpt_path)
+
+    def run(self, runner: Runner, context: RunContext, ckpt_path: str | None) -> dict[str, float]:
+        kind = family(runner)
+        if kind in ("classifier", "regressor"):
+            return predict_table(runner, context, ckpt_path, kind)
+        if kind == "generative":
+            return sample_images(runner, context, ckpt_path)
+        return play_episodes(runner, context, ckpt_path)
 
 
 def family(runner: Runner) -> str | None:
@@ -72,40 +109,6 @@ def family(runner: Runner) -> str | None:
     from agents.common.runner import AgentRunner
 
     return "agent" if isinstance(runner, AgentRunner) else None
-
-
-def check(runner: Runner, cfg: DictConfig) -> None:
-    kind = family(runner)
-    if kind is None:
-        target = cfg.model._target_ if "model" in cfg else cfg.get("agent", {}).get("_target_", cfg.runner._target_)
-        raise refuse(cfg, APPLIES_TO, f"`{target}`")
-    p = _settings(cfg)
-    if kind in ("classifier", "regressor"):
-        with building("data", cfg.data.get("_target_")):
-            spec = input_spec(runner.datamodule)
-        read_input(p.get("input"), spec)  # the whole input checked before the run folder is made
-        table_path(p.get("output"), Path(cfg.paths.output_dir))
-        load_weights(runner.model, cfg.ckpt_path, cfg.mode)
-        restore_datamodule(runner.datamodule, cfg.ckpt_path)
-        return
-    what = "a generative model samples from noise" if kind == "generative" else "an RL agent plays its env"
-    if p.get("input") is not None:
-        raise ConfigError(f"predict.input={p.input!r} is for classifiers and regressors; {what} and reads no "
-                          "input: leave predict.input out (null).")
-    output_folder(p.get("output"), Path(cfg.paths.output_dir), kind)
-    if kind == "generative":
-        load_weights(runner.model, cfg.ckpt_path, cfg.mode)
-    else:
-        _load_policy(runner, cfg.ckpt_path)
-
-
-def run(runner: Runner, context: RunContext, ckpt_path: str) -> dict[str, float]:
-    kind = family(runner)
-    if kind in ("classifier", "regressor"):
-        return predict_table(runner, context, ckpt_path, kind)
-    if kind == "generative":
-        return sample_images(runner, context, ckpt_path)
-    return play_episodes(runner, context, ckpt_path)
 
 
 # ---- where outputs go --------------------------------------------------------------------------------------
@@ -159,7 +162,7 @@ def restore_datamodule(datamodule: Any, ckpt_path: str) -> None:
     are standardized as in training."""
     key = type(datamodule).__qualname__
     state = torch.load(ckpt_path, map_location="cpu", weights_only=False).get(key)
-    if state is None or not hasattr(datamodule, "load_state_dict"):
+    if state is None:
         return
     try:
         datamodule.load_state_dict(state)
@@ -169,7 +172,7 @@ def restore_datamodule(datamodule: Any, ckpt_path: str) -> None:
 
 
 def class_names(model: nn.Module, datamodule: Any, num_classes: int) -> list[str]:
-    names = getattr(model, "class_names", None) or getattr(datamodule, "classes", None) or []
+    names = (model.class_names if isinstance(model, Classifier) else None) or data_facts(datamodule).classes
     names = [str(n) for n in names]
     return names if len(names) == num_classes else [str(i) for i in range(num_classes)]
 
@@ -208,8 +211,8 @@ def predict_table(runner: Runner, context: RunContext, ckpt_path: str, kind: str
                                                                                     strict=True)]
         metrics = {"predict/mean_confidence": float(values.max(-1).values.mean())}
     else:
-        targets = [str(t) for t in getattr(model, "target_names", None) or getattr(runner.datamodule, "target_names",
-                                                                                  None) or []]
+        given = model.hparams.target_names if isinstance(model, Regressor) else None
+        targets = [str(t) for t in given or data_facts(runner.datamodule).target_names]
         targets = targets if len(targets) == values.shape[1] else [f"target_{i}" for i in range(values.shape[1])]
         header = [examples.key, *_columns(examples.key, targets, ())]
         rows = [[*r, *(f"{v:.8g}" for v in vals)] for r, vals in zip(rows, values.tolist(), strict=True)]
@@ -268,7 +271,7 @@ def sample_images(runner: Runner, context: RunContext, ckpt_path: str) -> dict[s
     images_t = torch.cat(images)
     seconds = time.perf_counter() - start
     folder.mkdir(parents=True, exist_ok=True)
-    labels = [str(c) for c in getattr(runner.datamodule, "classes", ())]
+    labels = [str(c) for c in data_facts(runner.datamodule).classes]
     width = max(4, len(str(n - 1)))
     for i, image in enumerate(images_t):  # grey images stay grey (mode L): what the model's data are
         suffix = f"_{_file_part(labels[classes[i]] if classes[i] < len(labels) else str(classes[i]))}" if classes else ""
@@ -316,4 +319,3 @@ def play_episodes(runner: Runner, context: RunContext, ckpt_path: str) -> dict[s
     return {"predict/count": float(len(returns)), "predict/return_mean": float(np.mean(returns)),
             "predict/return_std": float(np.std(returns)), "predict/length_mean": float(np.mean(lengths)),
             "predict/seconds": seconds}
-

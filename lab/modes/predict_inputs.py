@@ -68,21 +68,25 @@ class InputSpec:
 def input_spec(datamodule: Any) -> InputSpec:
     """The InputSpec of a run's data module (lab.data: input_shape, mean_std, as_sequence, image_size;
     lab.data.TabularDataModule: feature_names, preprocess)."""
+    from lab.data.base import ImageDataModule
+    from lab.data.folder import ImageFolderDataModule, _SplitImageDataModule
+    from lab.data.tabular import TabularDataModule
+    from lab.data.vision import MNISTDataModule
+
     data = type(datamodule).__name__
-    preprocess = getattr(datamodule, "preprocess", None)
-    names = getattr(datamodule, "feature_names", None)
-    if callable(preprocess) and names is not None:
-        names = [str(n) for n in names]
-        return InputSpec((len(names),), data, feature_names=names, preprocess=preprocess)
+    if isinstance(datamodule, TabularDataModule):
+        names = [str(n) for n in datamodule.feature_names]
+        return InputSpec((len(names),), data, feature_names=names, preprocess=datamodule.preprocess)
+    if not isinstance(datamodule, ImageDataModule):
+        raise ValueError(f"mode=predict reads inputs for the lab's image and table data modules; `{data}` is neither")
     shape = tuple(int(s) for s in datamodule.input_shape)
     mean, std = datamodule.mean_std
-    from lab.data.folder import ImageFolderDataModule
-
-    spec = InputSpec(shape, data, mean=mean, std=std, resize=getattr(datamodule, "image_size", None),
+    resize = datamodule.image_size if isinstance(datamodule, _SplitImageDataModule) else None
+    spec = InputSpec(shape, data, mean=mean, std=std, resize=resize,
                      rgb_first=isinstance(datamodule, ImageFolderDataModule))
     if len(shape) == 3 and shape[0] in (1, 3):
         spec.images, spec.channels = True, shape[0]
-    elif len(shape) == 2 and getattr(datamodule, "as_sequence", False):
+    elif len(shape) == 2 and isinstance(datamodule, MNISTDataModule) and datamodule.as_sequence:
         spec.images = spec.sequence = True
     return spec
 

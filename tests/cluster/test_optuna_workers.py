@@ -20,7 +20,7 @@ import pytest
 from cluster_helpers import final_states, lab, slurm_jobs, summary_rows, wait_for
 
 from helpers import SMOKE
-from lab.pruning import open_storage
+from lab.optuna_trials import open_storage
 
 pytestmark = pytest.mark.cluster
 

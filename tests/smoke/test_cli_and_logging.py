@@ -8,9 +8,10 @@ from pathlib import Path
 import wandb
 
 from helpers import SMOKE, make_cfg
+from lab.layout import RunLayout
 from lab.loggers import read_wandb_records
 from lab.paths import ROOT
-from lab.run import WANDB_ID_FILE, run
+from lab.run import run
 
 
 def wandb_runs(folder: Path) -> list[Path]:
@@ -34,7 +35,7 @@ def test_wandb_offline_run_records_config_tags_metrics(tmp_path, data_dir):
     records = read_wandb_records(run_dir)
     (run_record,) = [r["run"] for r in records if r["type"] == "run"]
     assert run_record["tags"] == ["mlp_mnist"] and run_record["display_name"] == "mlp_mnist"
-    assert run_record["run_id"] == (out / WANDB_ID_FILE).read_text()
+    assert run_record["run_id"] == RunLayout(out).wandb_id_file.read_text()
     config = {}
     for r in records:
         if r["type"] == "config":

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from helpers import SMOKE
+from lab.layout import RunLayout
 from lab.loggers import (
     WandbLogger,
     fill_resumed_history,
@@ -20,7 +21,6 @@ from lab.loggers import (
     read_wandb_records,
     wandb_logged,
 )
-from lab.run import WANDB_ID_FILE
 
 EPOCHS = 8
 KEEP = [o for o in SMOKE if not o.startswith(("trainer.max_epochs", "trainer.limit_train_batches", "logger=",
@@ -74,14 +74,14 @@ def test_sigkill_then_resume_continues_the_same_wandb_run(experiment, tmp_path, 
     assert proc.returncode == -signal.SIGKILL
     killed_at = torch.load(last, weights_only=False)["epoch"]  # the checkpoint resume will start from
     assert 1 <= killed_at < EPOCHS - 1  # killed in the middle, with at least two epochs checkpointed
-    run_id = (run_dir / WANDB_ID_FILE).read_text()
+    run_id = RunLayout(run_dir).wandb_id_file.read_text()
 
     done = subprocess.run(lab_cmd(experiment, tmp_path, data_dir, ["resume=true", f"hydra.run.dir={tmp_path}/x"]),
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert torch.load(last, weights_only=False)["epoch"] == EPOCHS - 1
     assert json.loads((run_dir / "result.json").read_text())["status"] == "ok"
-    assert (run_dir / WANDB_ID_FILE).read_text() == run_id
+    assert RunLayout(run_dir).wandb_id_file.read_text() == run_id
 
     runs = sorted((run_dir / "wandb").glob("offline-run-*"))
     assert len(runs) == 2 and all(r.name.endswith(run_id) for r in runs)  # the same W&B run, twice

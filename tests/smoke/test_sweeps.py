@@ -14,7 +14,7 @@ import optuna
 import pytest
 import torch
 
-from lab.pruning import OptunaPruning, open_storage
+from lab.optuna_trials import OptunaPruning, open_storage
 
 TINY = ["logger=csv", "trainer.accelerator=cpu", "~callbacks.model_summary", "agent.total_timesteps=256",
         "agent.eval_freq=128", "agent.eval_episodes=2", "agent.video=false", "env.max_episode_steps=60",

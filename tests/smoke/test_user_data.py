@@ -10,9 +10,9 @@ import torch
 
 from helpers import SMOKE, build, make_cfg, write_image_folder
 from lab.data import ImageFolderDataModule, TorchvisionDataModule
+from lab.data_model_runner import fill_from_data
 from lab.errors import ConfigError
 from lab.run import run
-from lab.runner import fill_from_data
 
 
 @pytest.fixture(scope="module")

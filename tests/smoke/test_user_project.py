@@ -1,4 +1,4 @@
-"""A user's own project outside the checkout (README "Your own experiment"): its model, configs and env,
+"""A user's own project outside the checkout (docs/own-experiment.md): its model, configs and env,
 run with `python -m lab --config-dir myproj/conf` from a temporary folder, alone, in a sweep and under DDP."""
 
 import json
@@ -14,11 +14,9 @@ from helpers import write_image_folder
 from lab.paths import ROOT
 
 
-def readme_files() -> dict[str, str]:
-    """The files of the README's "Your own experiment" section: each code block after a `path`: line."""
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("### Your own experiment"):]
-    section = section[: section.index("\n### ", 1)]
+def documented_files() -> dict[str, str]:
+    """The files of the docs' "Your own experiment" page: each code block after a `path`: line."""
+    section = (ROOT / "docs" / "own-experiment.md").read_text()
     # a paragraph that starts with `myproj/<path>` names the file; the code block right after it is its text
     blocks = re.findall(r"^`(myproj/[^`]+)`[^\n]*(?:\n[^\n]+)*\n\n```[a-z]*\n(.*?)```", section, flags=re.M | re.S)
     return dict(blocks)
@@ -26,17 +24,17 @@ def readme_files() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    """A folder outside the repository holding myproj/ exactly as the README shows it, and its images."""
+    """A folder outside the repository holding myproj/ exactly as the docs show it, and its images."""
     where = tmp_path_factory.mktemp("elsewhere")
     assert ROOT not in where.parents
-    files = readme_files()
+    files = documented_files()
     assert {"myproj/my_pkg/model.py", "myproj/conf/model/my_linear.yaml", "myproj/conf/experiment/my_exp.yaml",
             "myproj/my_envs.py"} <= set(files)
     for path, body in files.items():
         (where / path).parent.mkdir(parents=True, exist_ok=True)
         (where / path).write_text(body)
     write_image_folder(where / "myproj" / "images", 30)
-    # one more option of the user's, in a group the README's example leaves alone
+    # one more option of the user's, in a group the docs' example leaves alone
     (where / "myproj/conf/model/optimizer").mkdir(parents=True)
     (where / "myproj/conf/model/optimizer/my_adam.yaml").write_text("_target_: torch.optim.Adam\n_partial_: true\n")
     return where

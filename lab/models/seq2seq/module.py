@@ -19,8 +19,10 @@ from lightning.pytorch import LightningDataModule, LightningModule
 from torch import nn
 from torchmetrics import MeanMetric
 
-from lab.data.seq2seq import BOS, EOS, PAD, collate
+from lab.contracts import ModelHooks, data_facts
+from lab.data.seq2seq import BOS, EOS, PAD, Seq2SeqDataModule, collate
 from lab.loggers import save_and_log_figure
+from lab.models.base import evaluating
 from lab.models.optim import configure
 from lab.models.seq2seq.decoding import beam_search, greedy
 
@@ -41,7 +43,7 @@ def compare(pred: torch.Tensor, tgt: torch.Tensor) -> tuple[torch.Tensor, torch.
     return (pred == tgt)[valid], (pred == tgt).all(1)
 
 
-class Seq2Seq(LightningModule):
+class Seq2Seq(ModelHooks, LightningModule):
     def __init__(
         self,
         net: nn.Module,
@@ -65,7 +67,7 @@ class Seq2Seq(LightningModule):
         if isinstance(teacher_forcing, bool) or not 0.0 <= teacher_forcing <= 1.0:
             raise ValueError(f"model.teacher_forcing={teacher_forcing!r} must be in [0, 1] (the share of decoder "
                              "inputs in training that are the true previous token rather than the model's own).")
-        if teacher_forcing < 1.0 and not getattr(net, "scheduled_sampling", False):
+        if teacher_forcing < 1.0 and not net.scheduled_sampling:
             raise ValueError(f"model.teacher_forcing={teacher_forcing} needs a net that decodes step by step in "
                              f"training; {type(net).__name__} trains in one teacher-forced pass: set "
                              "model.teacher_forcing=1.0.")
@@ -84,7 +86,7 @@ class Seq2Seq(LightningModule):
 
     def check_data(self, datamodule: LightningDataModule) -> None:
         """Called by lab.run before training: the data's vocabulary must be the model's."""
-        vocab = list(getattr(datamodule, "vocab", None) or [])
+        vocab = list(data_facts(datamodule).vocab)
         if vocab and vocab != self.vocab:
             raise ValueError(f"the data's vocabulary ({len(vocab)} tokens) is not model.vocab ({len(self.vocab)} "
                              "tokens); leave model.vocab null so it comes from the data.")
@@ -156,7 +158,8 @@ class Seq2Seq(LightningModule):
         self._evaluate("val", batch, 1)
 
     def on_test_epoch_start(self) -> None:
-        buckets = getattr(self.trainer.datamodule, "length_buckets", None) or []
+        data = self.trainer.datamodule
+        buckets = (data.length_buckets or []) if isinstance(data, Seq2SeqDataModule) else []
         self.bucket_acc = nn.ModuleDict({f"{lo}-{hi}": MeanMetric() for lo, hi in buckets}).to(self.device)
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
@@ -173,15 +176,14 @@ class Seq2Seq(LightningModule):
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking or not self.trainer.is_global_zero or self.attention_examples < 1:
             return
-        dataset = getattr(self.trainer.datamodule, "val_set", None)
+        data = self.trainer.datamodule
+        dataset = data.val_set if isinstance(data, Seq2SeqDataModule) else None
         if dataset is None:
             return
         examples = [dataset[i] for i in range(min(self.attention_examples, len(dataset)))]
         src, src_len, _ = (t.to(self.device) for t in collate(examples))
-        was_training = self.training
-        self.eval()
-        tokens, weights = greedy(self.net, self.net.encode(src, src_len), self.max_output_len, need_weights=True)
-        self.train(was_training)
+        with evaluating(self):
+            tokens, weights = greedy(self.net, self.net.encode(src, src_len), self.max_output_len, need_weights=True)
         if weights is None:  # attention=none: nothing to draw
             return
         path = Path(self.trainer.default_root_dir) / "media" / f"attention_epoch{self.current_epoch:03d}.png"

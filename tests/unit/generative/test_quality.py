@@ -92,3 +92,13 @@ def test_the_frozen_referee_computes_what_the_trained_classifier_computes(datase
     x = torch.rand(16, 1, 28, 28)
     with torch.no_grad():
         torch.testing.assert_close(frozen(x), backbone((x - blob["mean"]) / blob["std"]), rtol=1e-5, atol=1e-5)
+
+
+def test_quality_data_sets_are_the_lab_image_data_modules():
+    """One table of data sets: the quality classifiers' names, shapes and classes come from lab.data."""
+    from generative.quality import dataset_module
+    from lab.data import FashionMNISTDataModule, MNISTDataModule
+
+    assert DATASETS == ("mnist", "fashion_mnist")
+    assert dataset_module("fashion_mnist") is FashionMNISTDataModule and dataset_module("mnist") is MNISTDataModule
+    assert MNISTDataModule.image_shape == (1, 28, 28) and len(FashionMNISTDataModule.classes) == 10

@@ -8,7 +8,7 @@ from helpers import make_cfg
 from lab.backbones import MLP
 from lab.errors import ConfigError
 from lab.models import Classifier
-from lab.modes.attack import check_settings
+from lab.modes.attack import Attack
 from lab.robustness import AdversarialTraining, Pixels, adversarial_examples, fgsm, pgd
 
 MEAN, STD = 0.1307, 0.3081
@@ -152,7 +152,7 @@ def test_bad_adversarial_settings_name_the_key(kw, message):
 def test_bad_attack_settings_are_config_errors_naming_the_key(overrides, message, tmp_path):
     cfg = make_cfg(["experiment=cnn_mnist", "mode=attack", *overrides], tmp_path, None)
     with pytest.raises(ConfigError, match=message):
-        check_settings(cfg)
+        Attack().check_settings(cfg)
 
 
 def test_the_classifier_config_builds_adversarial_training(tmp_path):

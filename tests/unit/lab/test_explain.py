@@ -7,7 +7,7 @@ from helpers import make_cfg
 from lab.backbones import MLP
 from lab.errors import ConfigError
 from lab.models import Classifier
-from lab.modes.explain import as_heat_map, attribute, attribution_figure, check_settings
+from lab.modes.explain import Explain, as_heat_map, attribute, attribution_figure
 from lab.robustness import PixelModel, Pixels
 
 
@@ -80,4 +80,4 @@ def test_the_grid_has_input_and_heat_map_per_example_titled_with_true_and_predic
 def test_bad_explain_settings_are_config_errors_naming_the_key(overrides, message, tmp_path):
     cfg = make_cfg(["experiment=cnn_mnist", "mode=explain", *overrides], tmp_path, None)
     with pytest.raises(ConfigError, match=message):
-        check_settings(cfg)
+        Explain().check_settings(cfg)

@@ -7,7 +7,7 @@ import optuna
 import pytest
 
 from hydra_plugins.lab_optuna_sweeper import HEARTBEAT, Heartbeat, OptunaSweeper, fail_stale_trials
-from lab.pruning import StorageError, open_storage
+from lab.optuna_trials import StorageError, open_storage
 
 X = {"x": optuna.distributions.FloatDistribution(0, 1)}
 

@@ -11,10 +11,12 @@ from PIL import Image
 from torch import nn
 
 from helpers import build, make_cfg, write_image_folder
+from lab.contracts import RunContext
+from lab.data import TabularDataModule
+from lab.data_model_runner import DataModelRunner
 from lab.errors import ConfigError
 from lab.modes import predict
 from lab.modes.predict_inputs import input_spec, load_image, read_input
-from lab.runner import DataModelRunner, RunContext
 
 
 def built(experiment: str, tmp_path: Path, data_dir: Path, extra: list[str] = ()):
@@ -61,8 +63,8 @@ def test_a_png_folder_gives_one_row_per_image_with_the_models_argmax(experiment,
     write_pngs(tmp_path / "in", ds.images[:3], names)
     (tmp_path / "in" / "notes.txt").write_text("not an image")
     cfg.predict.input = str(tmp_path / "in")
-    predict.check(runner, cfg)
-    metrics = predict.run(runner, context, cfg.ckpt_path)
+    predict.Predict().check(runner, cfg)
+    metrics = predict.Predict().run(runner, context, cfg.ckpt_path)
 
     rows = read_rows(context.output_dir / "predictions.csv")
     assert [r["path"] for r in rows] == sorted(names)
@@ -156,13 +158,13 @@ def test_bad_input_is_one_clear_error_naming_what_the_model_takes(write, message
 def test_no_input_and_unknown_settings_are_refused_before_anything_is_built(tmp_path, data_dir):
     cfg, runner, _ = built("mlp_mnist", tmp_path, data_dir)
     with pytest.raises(ConfigError, match=r"predict.input is not set: .*grey images of 28x28 pixels"):
-        predict.check(runner, cfg)
+        predict.Predict().check(runner, cfg)
     cfg.predict.batch_size = 0
     with pytest.raises(ConfigError, match=r"predict.batch_size=0 is not valid: it must be an integer >= 1"):
-        predict.check_settings(cfg)
+        predict.Predict().check_settings(cfg)
     cfg.predict.batch_size, cfg.predict.input = 8, str(tmp_path / "missing")
     with pytest.raises(ConfigError, match="predict.input=.*missing': no such file or folder"):
-        predict.check_settings(cfg)
+        predict.Predict().check_settings(cfg)
     cfg.predict.input, cfg.predict.output = str(tmp_path / "model.ckpt"), "out.txt"
     with pytest.raises(ConfigError, match=r"predict.output='out.txt' is not valid: predictions are written as CSV"):
         predict.table_path(cfg.predict.output, tmp_path)
@@ -173,8 +175,8 @@ def test_generative_models_sample_images_in_0_1_of_their_size(experiment, tmp_pa
     extra = ["model.sample_steps=5"] if experiment == "rbm_mnist" else []
     cfg, runner, context = built(experiment, tmp_path, data_dir, [*extra, "predict.num_samples=23",
                                                                    "predict.batch_size=10"])
-    predict.check(runner, cfg)
-    metrics = predict.run(runner, context, cfg.ckpt_path)
+    predict.Predict().check(runner, cfg)
+    metrics = predict.Predict().run(runner, context, cfg.ckpt_path)
     folder = context.output_dir / "predictions"
     files = sorted(folder.glob("sample_*.png"))
     assert len(files) == 23 and metrics["predict/count"] == 23
@@ -188,21 +190,24 @@ def test_generative_models_sample_images_in_0_1_of_their_size(experiment, tmp_pa
 def test_generative_models_take_no_input(tmp_path, data_dir):
     cfg, runner, _ = built("vae_mnist", tmp_path, data_dir, [f"predict.input={tmp_path}"])
     with pytest.raises(ConfigError, match="predict.input=.* is for classifiers and regressors; a generative model"):
-        predict.check(runner, cfg)
+        predict.Predict().check(runner, cfg)
 
 
 def test_models_predict_does_not_apply_to_are_refused_naming_the_valid_ones(tmp_path, data_dir):
     cfg, runner, _ = built("hmm_seqmnist", tmp_path, data_dir)
     with pytest.raises(ConfigError, match=r"mode=predict applies to classifiers .*RL agents .*; `generative.hmm"):
-        predict.check(runner, cfg)
+        predict.Predict().check(runner, cfg)
 
 
-class StandInTabular:
-    """A stand-in of lab.data.TabularDataModule's interface (feature_names, target_names, preprocess)."""
+class StandInTabular(TabularDataModule):
+    """lab.data.TabularDataModule without its table: the columns and statistics that predictions use."""
 
     feature_names = ["age", "height", "weight"]
     target_names = ["price", "volume"]
     mean, std = np.array([40.0, 170.0, 70.0]), np.array([10.0, 10.0, 5.0])
+
+    def __init__(self) -> None:  # no table to read
+        pass
 
     def preprocess(self, features: np.ndarray) -> torch.Tensor:
         return torch.as_tensor((features - self.mean) / self.std, dtype=torch.float32)

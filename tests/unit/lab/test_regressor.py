@@ -11,6 +11,7 @@ from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
 from helpers import build, make_cfg
 from lab.backbones import MLP
+from lab.contracts import DataFacts
 from lab.data import TabularDataModule
 from lab.errors import ConfigError
 from lab.models import Regressor
@@ -22,8 +23,8 @@ def linear(in_features=3, num_targets=1, **kwargs):
                      num_targets=num_targets, **kwargs)
 
 
-class Table:
-    """What the regressor reads from a table's data module."""
+class Table(DataFacts):
+    """What the regressor reads from a table's data module (lab.contracts.DataFacts)."""
 
     def __init__(self, names, mean, std, features=3):
         self.target_names, self.target_mean, self.target_std = names, torch.tensor(mean), torch.tensor(std)

@@ -10,9 +10,9 @@ import torch
 
 from lab.backbones import MLP
 from lab.data.vision import per_class_subset
+from lab.layout import find_checkpoint
 from lab.models import Classifier
 from lab.models.optim import configure, scheduler_config
-from lab.models.transfer import find_checkpoint
 
 
 def make(num_classes=10, hidden=(8,), **kw):
@@ -37,16 +37,16 @@ def test_find_checkpoint_takes_a_file_the_best_of_a_run_and_the_newest_run_of_a_
     past = time.time() - 100
     for f in old.iterdir():
         os.utime(f, (past, past))
-    assert find_checkpoint(new / "last.ckpt") == new / "last.ckpt"
-    assert find_checkpoint(old.parent) == old / "epoch_002.ckpt"  # a run folder: its best
-    assert find_checkpoint(tmp_path / "cnn_mnist") == new / "epoch_002.ckpt"  # a task folder: its newest run
+    assert find_checkpoint(new / "last.ckpt", "model.init_from") == new / "last.ckpt"
+    assert find_checkpoint(old.parent, "model.init_from") == old / "epoch_002.ckpt"  # a run folder: its best
+    assert find_checkpoint(tmp_path / "cnn_mnist", "model.init_from") == new / "epoch_002.ckpt"  # a task folder: its newest run
     (new / "epoch_002.ckpt").unlink()
-    assert find_checkpoint(new.parent) == new / "last.ckpt"  # no best kept: the last
+    assert find_checkpoint(new.parent, "model.init_from") == new / "last.ckpt"  # no best kept: the last
     with pytest.raises(ValueError, match="does not exist"):
-        find_checkpoint(tmp_path / "nope")
+        find_checkpoint(tmp_path / "nope", "model.init_from")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="holds no checkpoints"):
-        find_checkpoint(tmp_path / "empty")
+        find_checkpoint(tmp_path / "empty", "model.init_from")
 
 
 def test_init_from_loads_matching_tensors_and_reports_the_rest(tmp_path):

@@ -97,3 +97,4 @@ class OptunaPruning(Callback):
         self.trial.report(float(value), step=epoch)
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {epoch} with {self.monitor}={float(value):.4g}")
+
