@@ -160,3 +160,19 @@ class SaveRankWeights(Callback):
         state = {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()}
         torch.save({"node": os.environ.get("SLURMD_NODENAME"), "rank": trainer.global_rank, "state_dict": state},
                    Path(self.dirpath) / f"weights_rank{trainer.global_rank}.pt")
+
+
+def write_documented_files(page: str, folder: str, where: Path) -> set[str]:
+    """Write under `where` every file a docs page shows: a code block that follows a paragraph starting with
+    `<folder>/<path>` is that file's text. Returns the paths written (relative to `where`)."""
+    import re
+
+    from lab.paths import ROOT
+
+    text = (ROOT / "docs" / page).read_text()
+    files = dict(re.findall(rf"^`({folder}/[^`]+)`[^\n]*(?:\n[^\n]+)*\n\n```[a-z]*\n(.*?)```", text,
+                            flags=re.M | re.S))
+    for path, body in files.items():
+        (where / path).parent.mkdir(parents=True, exist_ok=True)
+        (where / path).write_text(body)
+    return set(files)

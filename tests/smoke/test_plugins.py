@@ -12,13 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import write_documented_files
 from lab.paths import ROOT
-
-
-def documented_files() -> dict[str, str]:
-    """Each code block of docs/architecture.md that follows a paragraph starting with `archproj/<path>`."""
-    text = (ROOT / "docs" / "architecture.md").read_text()
-    return dict(re.findall(r"^`(archproj/[^`]+)`[^\n]*(?:\n[^\n]+)*\n\n```[a-z]*\n(.*?)```", text, flags=re.M | re.S))
 
 
 def documented_commands() -> list[str]:
@@ -30,12 +25,9 @@ def documented_commands() -> list[str]:
 def project(tmp_path_factory) -> Path:
     where = tmp_path_factory.mktemp("elsewhere")
     assert ROOT not in where.parents
-    files = documented_files()
+    files = write_documented_files("architecture.md", "archproj", where)
     assert {"archproj/arch_plugins/ridge.py", "archproj/arch_plugins/count.py", "archproj/arch_plugins/backbone.py",
-            "archproj/conf/family/ridge.yaml", "archproj/conf/model/backbone/maxout.yaml"} <= set(files)
-    for path, body in files.items():
-        (where / path).parent.mkdir(parents=True, exist_ok=True)
-        (where / path).write_text(body)
+            "archproj/conf/family/ridge.yaml", "archproj/conf/model/backbone/maxout.yaml"} <= files
     return where
 
 

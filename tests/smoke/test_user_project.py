@@ -10,16 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import write_image_folder
+from helpers import write_documented_files, write_image_folder
 from lab.paths import ROOT
-
-
-def documented_files() -> dict[str, str]:
-    """The files of the docs' "Your own experiment" page: each code block after a `path`: line."""
-    section = (ROOT / "docs" / "own-experiment.md").read_text()
-    # a paragraph that starts with `myproj/<path>` names the file; the code block right after it is its text
-    blocks = re.findall(r"^`(myproj/[^`]+)`[^\n]*(?:\n[^\n]+)*\n\n```[a-z]*\n(.*?)```", section, flags=re.M | re.S)
-    return dict(blocks)
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +19,9 @@ def project(tmp_path_factory) -> Path:
     """A folder outside the repository holding myproj/ exactly as the docs show it, and its images."""
     where = tmp_path_factory.mktemp("elsewhere")
     assert ROOT not in where.parents
-    files = documented_files()
+    files = write_documented_files("own-experiment.md", "myproj", where)
     assert {"myproj/my_pkg/model.py", "myproj/conf/model/my_linear.yaml", "myproj/conf/experiment/my_exp.yaml",
-            "myproj/my_envs.py"} <= set(files)
-    for path, body in files.items():
-        (where / path).parent.mkdir(parents=True, exist_ok=True)
-        (where / path).write_text(body)
+            "myproj/my_envs.py"} <= files
     write_image_folder(where / "myproj" / "images", 30)
     # one more option of the user's, in a group the docs' example leaves alone
     (where / "myproj/conf/model/optimizer").mkdir(parents=True)
