@@ -8,6 +8,7 @@ import torch
 from lightning.pytorch import LightningModule
 from torchvision.utils import make_grid, save_image
 
+from lab.layout import RunLayout
 from lab.loggers import log_image_array
 
 
@@ -20,7 +21,7 @@ def log_grid(module: LightningModule, images01: torch.Tensor, name: str, nrow: i
     grid = make_grid(images01.detach().float().clamp(0, 1).cpu(), nrow=nrow, padding=2, pad_value=1.0)  # (3, H', W')
     if scale > 1:
         grid = grid.repeat_interleave(scale, 1).repeat_interleave(scale, 2)  # (3, scale H', scale W'), nearest
-    path = Path(module.trainer.default_root_dir) / "media" / f"{name}_epoch{module.current_epoch:03d}.png"
+    path = RunLayout(Path(module.trainer.default_root_dir)).media / f"{name}_epoch{module.current_epoch:03d}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(grid, path)
     image = grid.permute(1, 2, 0).mul(255).round().to(torch.uint8).numpy()  # (H', W', 3)

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from lab.layout import RunLayout
 from lab.tables import markdown_table, write_dataclass_csv
 
 log = logging.getLogger("lab")
@@ -284,8 +285,9 @@ def count_params(model: nn.Module, nonzero: bool = False) -> int:
 
 def write_table(rows: list[Row], out: Path) -> None:
     """compression.csv, compression.md and media/accuracy_vs_size.png in the run folder `out`."""
-    write_dataclass_csv(out / "compression.csv", rows)
-    (out / "compression.md").write_text(markdown(rows))
+    layout = RunLayout(out)
+    write_dataclass_csv(layout.compression_table, rows)
+    layout.compression_table.with_suffix(".md").write_text(markdown(rows))
     import matplotlib
 
     matplotlib.use("Agg")
@@ -300,8 +302,8 @@ def write_table(rows: list[Row], out: Path) -> None:
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    (out / "media").mkdir(exist_ok=True)
-    fig.savefig(out / "media" / "accuracy_vs_size.png", dpi=110)
+    layout.compression_plot.parent.mkdir(exist_ok=True)
+    fig.savefig(layout.compression_plot, dpi=110)
     plt.close(fig)
 
 

@@ -103,7 +103,7 @@ class Runner(ABC):
 
 class Mode(ABC):
     """What a run does with what the runner built: `mode=<name>`, a class named in the config's `modes` node
-    (`modes.<name>: <module>.<Class>`; its settings, if any, in a config node of its own). lab.run calls, in
+    (`modes.<name>: <module>.<Class>`; its settings, if any, in its `conf/mode/<name>.yaml`). lab.run calls, in
     order: check_settings (validation, before anything is built), prepare (before the runner builds), check
     (after it built, before any output is written), run."""
 

@@ -7,6 +7,9 @@
       wandb/                     the W&B run folder(s); wandb_run_id: the id a resumed run continues
       run_config.yaml            the composed config (what resume=true compares)
       result.json                the job's outcome (status, metrics) for sweep summaries
+      predictions.csv            mode=predict (a classifier's or regressor's); predictions/ (a generative model's)
+      compression.csv, .md       mode=prune / export (plot: media/accuracy_vs_size.png)
+      attack.csv, .md            mode=attack (plot: media/accuracy_vs_epsilon.png)
       .hydra/                    Hydra's config, overrides
 """
 
@@ -31,6 +34,14 @@ PARTS = {
     "run_config": "run_config.yaml",
     "result": "result.json",
     "hydra": ".hydra",
+    "hydra_overrides": ".hydra/overrides.yaml",
+    "hydra_config": ".hydra/config.yaml",
+    "predictions": "predictions.csv",
+    "generated": "predictions",
+    "compression_table": "compression.csv",
+    "compression_plot": "media/accuracy_vs_size.png",
+    "attack_table": "attack.csv",
+    "attack_plot": "media/accuracy_vs_epsilon.png",
 }
 
 
@@ -49,6 +60,14 @@ class RunLayout:
     run_config: Path = field(init=False)
     result: Path = field(init=False)
     hydra: Path = field(init=False)
+    hydra_overrides: Path = field(init=False)
+    hydra_config: Path = field(init=False)
+    predictions: Path = field(init=False)
+    generated: Path = field(init=False)
+    compression_table: Path = field(init=False)
+    compression_plot: Path = field(init=False)
+    attack_table: Path = field(init=False)
+    attack_plot: Path = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))

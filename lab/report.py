@@ -32,6 +32,7 @@ from lab.aggregate import (
     performance_profiles,
     scores_by_configuration,
 )
+from lab.layout import RunLayout
 from lab.sweep import job_config, job_overrides, ranked, read_result
 from lab.tables import html_table
 
@@ -141,7 +142,7 @@ def csv_table(path: Path) -> str:
 def grid_epochs(run: Run) -> dict[str, list[Path]]:
     """Per kind of image grid (samples, reconstructions, ...): its first, middle and last epoch."""
     kinds: dict[str, list[Path]] = {}
-    media = run.path / "media"
+    media = RunLayout(run.path).media
     for p in sorted(media.glob("*_epoch*.png")) if media.is_dir() else []:
         kinds.setdefault(p.stem.rsplit("_epoch", 1)[0], []).append(p)
     picked = {}
@@ -269,9 +270,9 @@ STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-c
          "figure img,video{max-width:320px}code{font-size:12px}"
          "figure img.grid{max-width:340px;image-rendering:pixelated}")
 
-# what a mode leaves in the run folder: (table, heading, plot under media/, the plot's alt text)
-MODE_TABLES = (("compression.csv", "Compression", "accuracy_vs_size.png", "accuracy vs size"),  # mode=prune / export
-               ("attack.csv", "Robustness", "accuracy_vs_epsilon.png", "accuracy vs epsilon"))  # mode=attack
+# what a mode leaves in the run folder (RunLayout's parts): (table, heading, plot, the plot's alt text)
+MODE_TABLES = (("compression_table", "Compression", "compression_plot", "accuracy vs size"),  # mode=prune / export
+               ("attack_table", "Robustness", "attack_plot", "accuracy vs epsilon"))  # mode=attack
 
 
 def generative_grids(run: Run) -> list[str]:
@@ -287,11 +288,13 @@ def generative_grids(run: Run) -> list[str]:
 def mode_tables(run: Run) -> list[str]:
     """The tables (and plots) that mode=prune / export / attack wrote into the run folder (MODE_TABLES)."""
     parts = []
-    for table, heading, plot, alt in MODE_TABLES:
-        if (run.path / table).is_file():
-            parts.append(f"<h2>{heading}</h2>" + csv_table(run.path / table))
-            if (run.path / "media" / plot).is_file():
-                parts.append(f'<img class="plot" alt="{alt}" src="{_img(run.path / "media" / plot)}">')
+    layout = RunLayout(run.path)
+    for table_part, heading, plot_part, alt in MODE_TABLES:
+        table, plot = getattr(layout, table_part), getattr(layout, plot_part)
+        if table.is_file():
+            parts.append(f"<h2>{heading}</h2>" + csv_table(table))
+            if plot.is_file():
+                parts.append(f'<img class="plot" alt="{alt}" src="{_img(plot)}">')
     return parts
 
 
@@ -334,12 +337,13 @@ def samples_and_videos(ranked_runs: list[Run]) -> list[str]:
     """The newest grid of each kind and the last evaluation video of the four best runs, embedded."""
     media = []
     for r in ranked_runs[:4]:
-        pngs = sorted((r.path / "media").glob("*.png")) if (r.path / "media").is_dir() else []
+        layout = RunLayout(r.path)
+        pngs = sorted(layout.media.glob("*.png")) if layout.media.is_dir() else []
         newest = {p.stem.rsplit("_epoch", 1)[0]: p for p in pngs}  # the last epoch of each kind of grid
         for p in newest.values():
             media.append(f'<figure><img src="{_img(p)}">'
                          f"<figcaption>{html.escape(r.path.name)}: {html.escape(p.name)}</figcaption></figure>")
-        for v in sorted((r.path / "videos").glob("*.mp4"))[-1:] if (r.path / "videos").is_dir() else []:
+        for v in sorted(layout.videos.glob("*.mp4"))[-1:] if layout.videos.is_dir() else []:
             media.append(f'<figure><video controls muted src="data:video/mp4;base64,'
                          f'{base64.b64encode(v.read_bytes()).decode()}"></video>'
                          f"<figcaption>{html.escape(r.path.name)}: {html.escape(v.name)}</figcaption></figure>")

@@ -8,6 +8,12 @@ queue, and the process exits without a result. The requeued job runs the same co
 `lab.run` finds the checkpoint and continues from it as `resume=true` would (same W&B run, global step and env
 steps continuing, nothing logged twice); once the run has gone past it, the checkpoint is removed.
 
+SIGTERM (scancel, the time limit reached, a preemption without warning) means the job is ending: SLURM kills it
+KillWait seconds later. submitit ignores SIGTERM, so a job cancelled outside training went on and could still write a
+result; here it ends the run (`Cancelled`) without a result: at once outside a trainer stage, at the next step inside
+one (Lightning's own SIGTERM handling). Once the run is over, the warning signals are ignored, so one arriving while
+the process exits cannot kill it (Python restores their default action, death, as it shuts down).
+
 Why not Lightning's own SLURM auto-requeue: it saves from inside the signal handler, wherever the signal lands
 (possibly in the middle of an optimizer step), then keeps training and logging until SLURM's SIGTERM arrives, so
 the continuation would log those steps a second time; and a signal before the fit starts kills the job. Here the
@@ -44,6 +50,7 @@ class Requeued(SystemExit):
     def requeue(self) -> None:
         if not self.rank_zero:
             return
+        unwatch()  # SLURM sends SIGTERM to the job once it is requeued: this process is ending anyway
         result = subprocess.run(["scontrol", "requeue", self.job], capture_output=True, text=True)
         if result.returncode == 0:
             log.warning("SLURM signal: saved %s at global step %d and requeued job %s; it continues this run when "
@@ -52,6 +59,13 @@ class Requeued(SystemExit):
             log.error("SLURM signal: saved %s at global step %d, but `scontrol requeue %s` failed (%s); continue the "
                       "run with the same command and resume=true", self.checkpoint, self.global_step, self.job,
                       (result.stderr or result.stdout).strip())
+
+
+class Cancelled(SystemExit):
+    """SIGTERM outside a trainer stage of a SLURM job: the run stops with the signal's exit status, no result."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
 
 
 def job_id() -> str | None:
@@ -84,14 +98,36 @@ def _record(signum: int, frame: Any) -> None:  # noqa: ARG001  (a signal handler
     _received.append(signal.Signals(signum))
 
 
+def _cancel(signum: int, frame: Any) -> None:  # noqa: ARG001
+    if signal.getsignal(signal.SIGTERM) is not _cancel:
+        return  # called by Lightning's handler, inside a trainer stage: it stops the loop at the next step
+    raise Cancelled(signum)
+
+
+def _in_slurm_main_thread() -> bool:
+    return job_id() is not None and threading.current_thread() is threading.main_thread()
+
+
 def watch() -> None:
     """In a SLURM job, from now on record SIGNALS for the Preemption callback instead of dying of them (USR1's
-    default) or letting another handler act on them; outside SLURM, or off the main thread, nothing."""
-    if job_id() is None or threading.current_thread() is not threading.main_thread():
+    default) or letting another handler act on them, and end the run on SIGTERM (`Cancelled`); outside SLURM, or
+    off the main thread, nothing."""
+    if not _in_slurm_main_thread():
         return
     for sig in SIGNALS:
         if signal.getsignal(sig) is not _record:
             signal.signal(sig, _record)
+    if signal.getsignal(signal.SIGTERM) is not _cancel:
+        signal.signal(signal.SIGTERM, _cancel)
+
+
+def unwatch() -> None:
+    """The run is over: ignore SIGNALS from now on (nothing left to save) and SIGTERM (the process is ending)."""
+    if not _in_slurm_main_thread():
+        return
+    for sig in (*SIGNALS, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    _received.clear()
 
 
 def received() -> signal.Signals | None:

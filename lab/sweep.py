@@ -31,10 +31,10 @@ from lab.aggregate import (
     scores_by_configuration,
 )
 from lab.aggregate import markdown as aggregate_markdown
+from lab.layout import RunLayout
 from lab.tables import markdown_table, write_csv
 
 T = TypeVar("T")
-RESULT_FILE = "result.json"
 FOLDS_FILE = "summary_folds.csv"  # K-fold cross-validation: mean and std over the folds, per configuration
 
 
@@ -45,16 +45,17 @@ def write_result(output_dir: Path, overrides: list[str], metric: str, mode: str,
     record = {"overrides": overrides, "optimized_metric": metric, "optimized_mode": mode,
               "status": status, "error": error, "metrics": metrics or {}}
     output_dir.mkdir(parents=True, exist_ok=True)
-    tmp = output_dir / (RESULT_FILE + ".tmp")
+    path = RunLayout(output_dir).result
+    tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(record, indent=2, default=float))
-    tmp.replace(output_dir / RESULT_FILE)
+    tmp.replace(path)
 
 
 def job_overrides(job_dir: Path) -> list[str]:
     """The overrides a job ran with (Hydra's .hydra/overrides.yaml), [] without the file."""
     import yaml
 
-    path = job_dir / ".hydra" / "overrides.yaml"
+    path = RunLayout(job_dir).hydra_overrides
     return list(yaml.safe_load(path.read_text()) or []) if path.is_file() else []
 
 
@@ -62,13 +63,13 @@ def job_config(job_dir: Path) -> dict[str, Any]:
     """The resolved configuration a job ran with (Hydra's .hydra/config.yaml), {} without the file."""
     import yaml
 
-    path = job_dir / ".hydra" / "config.yaml"
+    path = RunLayout(job_dir).hydra_config
     return dict(yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
 
 
 def read_result(job_dir: Path) -> dict[str, Any] | None:
     """A job's result.json, or None when it wrote none (killed, still running, or not a job of the lab)."""
-    path = job_dir / RESULT_FILE
+    path = RunLayout(job_dir).result
     return json.loads(path.read_text()) if path.is_file() else None
 
 

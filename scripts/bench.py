@@ -25,6 +25,7 @@ from omegaconf import open_dict
 import lab  # noqa: F401
 from lab.paths import CONFIG_DIR, ROOT
 from lab.run import run
+from lab.tables import markdown_table
 
 DEFAULT_METRICS = {
     "classifier": ["test/acc", "test/f1"],
@@ -78,14 +79,13 @@ def main() -> None:
           f"{'cuda ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}; "
           f"overrides: {' '.join(args.override) or 'none'}; percentages for acc/f1/confidence")
     for exp, rows in results.items():
-        print(f"\n| {exp} | seed | epochs | {' | '.join(keys[exp])} | wall-clock (s) |")
-        print("|---|---|---|" + "---|" * len(keys[exp]) + "---|")
-        for seed, epochs, metrics, sec in rows:
-            cells = " | ".join(fmt(k, [metrics.get(k)]) for k in keys[exp])
-            print(f"| | {seed} | {epochs} | {cells} | {sec:.0f} |")
+        lines = [["", seed, epochs, *(fmt(k, [metrics.get(k)]) for k in keys[exp]), f"{sec:.0f}"]
+                 for seed, epochs, metrics, sec in rows]
         if len(rows) > 1:
-            cells = " | ".join(fmt(k, [r[2].get(k) for r in rows]) for k in keys[exp])
-            print(f"| | **mean ± sd ({len(rows)} seeds)** | | {cells} | {statistics.mean(r[3] for r in rows):.0f} |")
+            lines.append(["", f"**mean ± sd ({len(rows)} seeds)**", "",
+                          *(fmt(k, [r[2].get(k) for r in rows]) for k in keys[exp]),
+                          f"{statistics.mean(r[3] for r in rows):.0f}"])
+        print("\n" + "\n".join(markdown_table([exp, "seed", "epochs", *keys[exp], "wall-clock (s)"], lines)))
 
 
 if __name__ == "__main__":

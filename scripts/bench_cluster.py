@@ -26,6 +26,7 @@ import uuid
 from pathlib import Path
 
 from lab.paths import ROOT
+from lab.tables import markdown_table
 
 TINY_RL = ["experiment=ppo_cartpole", "hparams_search=ppo_cartpole_optuna", "logger=csv", "~callbacks.model_summary",
            "agent.total_timesteps=512", "agent.eval_freq=256", "agent.eval_episodes=2", "agent.video=false",
@@ -81,15 +82,14 @@ def bench_sweep(points: int, extra: list[str], work: Path) -> list[str]:
     local = timed(lambda: [lab([*base, f"hydra.sweep.dir={work / 'local'}"], work / "logs")])
     slurm = timed(lambda: [lab([*base, "hydra/launcher=slurm", f"hydra.sweep.dir={work / 'slurm'}"], work / "logs")])
     return [f"## A sweep of {points} points: `python -m lab -m experiment=mlp_mnist seed=0..{points - 1} "
-            f"{' '.join(extra)}`", "", "| launcher | wall time | per point |", "|---|---|---|",
-            f"| local (basic launcher: one job after another) | {local:.1f} s | {local / points:.1f} s |",
-            f"| hydra/launcher=slurm (cpus_per_task=1, {os.cpu_count()} CPUs on the node) | {slurm:.1f} s | "
-            f"{slurm / points:.1f} s |", "", f"SLURM / local: {slurm / local:.2f}x the wall time", ""]
+            f"{' '.join(extra)}`", "", *markdown_table(["launcher", "wall time", "per point"], [
+                ["local (basic launcher: one job after another)", f"{local:.1f} s", f"{local / points:.1f} s"],
+                [f"hydra/launcher=slurm (cpus_per_task=1, {os.cpu_count()} CPUs on the node)", f"{slurm:.1f} s",
+                 f"{slurm / points:.1f} s"]]), "", f"SLURM / local: {slurm / local:.2f}x the wall time", ""]
 
 
 def bench_optuna(trials: int, pg: str, work: Path) -> list[str]:
-    rows = ["## Optuna trials per minute (ppo_cartpole, 512 env steps a trial)", "",
-            "| storage | workers | trials | wall time | trials / minute |", "|---|---|---|---|---|"]
+    rows = []
     for name, url in (("SQLite", f"sqlite:///{work}/optuna.db"), ("PostgreSQL", pg)):
         for workers in (1, 2):
             study = f"bench-{uuid.uuid4().hex[:8]}"
@@ -97,8 +97,9 @@ def bench_optuna(trials: int, pg: str, work: Path) -> list[str]:
                     f"hydra.sweeper.n_trials={trials}"]
             sweeps = [[*args, f"hydra.sweep.dir={work / study / str(w)}"] for w in range(workers)]
             seconds = timed(lambda sweeps=sweeps: [lab(a, work / "logs") for a in sweeps])
-            rows.append(f"| {name} | {workers} | {trials} | {seconds:.1f} s | {60 * trials / seconds:.1f} |")
-    return [*rows, ""]
+            rows.append([name, workers, trials, f"{seconds:.1f} s", f"{60 * trials / seconds:.1f}"])
+    return ["## Optuna trials per minute (ppo_cartpole, 512 env steps a trial)", "",
+            *markdown_table(["storage", "workers", "trials", "wall time", "trials / minute"], rows), ""]
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from omegaconf import open_dict
 import lab  # noqa: F401
 from lab.paths import CONFIG_DIR, ROOT
 from lab.run import run
+from lab.tables import markdown_table
 
 
 def compose_cfg(overrides: list[str], out: str):
@@ -81,10 +82,9 @@ def main() -> None:
         print(f"[overhead] round {r}: lab/Lightning {sec:.1f} s (val acc {acc:.4f})", flush=True)
     print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, batch size "
           f"{cfg.data.batch_size}, {args.rounds} rounds, one epoch each (train + validation)\n")
-    print("| loop | epoch times (s) | median (s) |")
-    print("|---|---|---|")
-    print(f"| plain PyTorch | {', '.join(f'{s:.1f}' for s in plain)} | {statistics.median(plain):.1f} |")
-    print(f"| lab (Lightning) | {', '.join(f'{s:.1f}' for s in ours)} | {statistics.median(ours):.1f} |")
+    print("\n".join(markdown_table(["loop", "epoch times (s)", "median (s)"], [
+        [name, ", ".join(f"{s:.1f}" for s in times), f"{statistics.median(times):.1f}"]
+        for name, times in (("plain PyTorch", plain), ("lab (Lightning)", ours))])))
     print(f"\nratio lab / plain (medians): {statistics.median(ours) / statistics.median(plain):.3f}")
 
 

@@ -27,6 +27,7 @@ from datetime import datetime
 from pathlib import Path
 
 from lab.paths import ROOT
+from lab.tables import markdown_table
 
 # by env name, or by experiment name (which wins): the zoo's SAC solves Pendulum to -200 in its 20,000 steps
 THRESHOLDS = {"cartpole": 475.0, "lunarlander": 200.0, "pendulum": -250.0, "acrobot": -100.0, "halfcheetah": 3000.0,
@@ -127,12 +128,9 @@ def main() -> None:
     print(f"\nthreshold per env: {THRESHOLDS}; {who_threads}; ours with {args.ours or 'the presets'}; "
           f"medians over seeds {args.seeds}")
     head = ("experiment", "agent", "solved", "steps to solve", "s to solve", "env steps/s", "final eval", "train s")
-    print("| " + " | ".join(head) + " |")
-    print("|" + "---|" * len(head))
-    for row in table:
-        cells = [c if isinstance(c, str) else ("n/a" if math.isnan(c) else f"{c:.3g}" if row[1] == "ours / SB3" else f"{c:.1f}")
-                 for c in row]
-        print("| " + " | ".join(cells) + " |")
+    print("\n".join(markdown_table(head, (
+        [c if isinstance(c, str) else "n/a" if math.isnan(c) else f"{c:.3g}" if row[1] == "ours / SB3" else f"{c:.1f}"
+         for c in row] for row in table))))
     for line in notes:
         print(line)
 

@@ -24,6 +24,7 @@ from omegaconf import open_dict
 import lab  # noqa: F401
 from lab.paths import CONFIG_DIR, ROOT
 from lab.run import run
+from lab.tables import markdown_table
 
 MODELS = {
     "no attention (GRU)": ["model.net.attention=none"],
@@ -66,14 +67,14 @@ def main() -> None:
           f"{'cuda ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}; seeds "
           f"{' '.join(map(str, args.seeds))}; overrides: {' '.join(args.override) or 'none'}")
     print("test sequence accuracy (%), median [min, max] over seeds, by source length\n")
-    print(f"| model | {' | '.join(labels)} | seconds per run |")
-    print("|---|" + "---|" * len(labels) + "---|")
+    lines = []
     for name, results in rows.items():
         cells = []
         for k in keys:
             vals = [100 * m[k] for m, _ in results if k in m]
             cells.append(f"{statistics.median(vals):.1f} [{min(vals):.1f}, {max(vals):.1f}]" if vals else "n/a")
-        print(f"| {name} | {' | '.join(cells)} | {statistics.median(s for _, s in results):.0f} |")
+        lines.append([name, *cells, f"{statistics.median(s for _, s in results):.0f}"])
+    print("\n".join(markdown_table(["model", *labels, "seconds per run"], lines)))
 
 
 if __name__ == "__main__":

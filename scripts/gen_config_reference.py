@@ -32,6 +32,7 @@ GROUP_NOTES = {
     "hparams_search": "Hyperparameter searches of the lab's Optuna sweeper, run with `-m`.",
     "hydra": "Hydra's own settings: output folders, the sweep summary callback, launchers and the Optuna sweeper.",
     "logger": "Experiment loggers: W&B, CSV, TensorBoard.",
+    "mode": "What a run does (`mode=<name>`): each file sets `mode` and holds that mode's own settings; the classes are registered in `modes` (conf/config.yaml).",
     "model": "Models and their sub-groups (backbones, networks, optimizers, schedulers).",
     "paths": "Where data and logs go.",
     "trainer": "Lightning `Trainer` arguments (any of them can be set: `trainer.precision=bf16-mixed`).",

@@ -71,7 +71,7 @@ class AgentRunner(Runner):
                                   "trained with.") from None
         if not run.trainer.is_global_zero:  # the closing evaluation runs once, on rank 0
             return {}
-        return self.agent.final_evaluation(self.agent.eval_episodes, run.output_dir / "videos", run.loggers)
+        return self.agent.final_evaluation(self.agent.eval_episodes, run.layout.videos, run.loggers)
 
     def summary(self, metrics: dict[str, float]) -> list[str]:
         return evaluation_lines(self.agent.eval_episodes, metrics)

@@ -72,10 +72,8 @@ class PPO(RLModule):
         if self.buffer is None or self.buffer.obs.device != self.device:
             obs_space, _ = self.spaces()
             kind = self.policy.kind
-            action_shape = {"discrete": (), "multi_discrete": (len(getattr(self.policy, "nvec", ())),)}.get(
-                kind, (self.policy.pi_head.out_features,))
             self.buffer = RolloutBuffer(
-                self.hp.num_steps, self.env_cfg.num_envs, obs_space.shape, action_shape,
+                self.hp.num_steps, self.env_cfg.num_envs, obs_space.shape, self.policy.action_shape,
                 obs_dtype=torch.uint8 if obs_space.dtype == np.uint8 else torch.float32,
                 action_dtype=torch.long if kind in ("discrete", "multi_discrete") else torch.float32,
                 device=self.device)

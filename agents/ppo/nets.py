@@ -53,13 +53,17 @@ class ActorCritic(nn.Module):
         super().__init__()
         self.kind = action_kind(action_space)
         self.discrete = self.kind == "discrete"
+        self.nvec: list[int] = []  # the components' sizes of a MultiDiscrete space
         if self.kind == "discrete":
             out = int(action_space.n)
+            self.action_shape: tuple[int, ...] = ()  # one env's action as the rollout buffer stores it: an index
         elif self.kind == "multi_discrete":
             self.nvec = [int(n) for n in np.asarray(action_space.nvec).reshape(-1)]
             out = sum(self.nvec)
+            self.action_shape = (len(self.nvec),)  # an index per component
         else:
             out = int(math.prod(action_space.shape))
+            self.action_shape = (out,)  # a flat vector (Box, MultiBinary)
         self.encoder = ObsEncoder(obs_space, encoder)
         self.body: TwinMLP | None = None
         if not self.encoder.single_image:  # separate towers, like SB3's default net_arch=dict(pi=[64, 64], vf=[64, 64])

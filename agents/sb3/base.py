@@ -28,7 +28,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 
 from agents.common.envs import EnvConfig, env_fns, make_env
 from agents.common.evaluate import evaluate, evaluation_lines, evaluation_metrics, video_files
-from agents.common.hyperparameters import AgentConfig, RunKeys
+from agents.common.hyperparameters import AgentConfig, ReplayConfig, RunKeys
 from agents.common.runner import build_env_and_agent
 from agents.common.spaces import ENCODERS
 from lab.checks import check_choice
@@ -396,7 +396,7 @@ class SB3Agent(RunKeys):
     def after_learn(self, model: BaseAlgorithm, ckpt_dir: Path) -> None:
         """What is saved beside last.zip: the replay buffer with agent.save_replay_buffer (DQN, SAC; SB3's
         load_replay_buffer reads it back)."""
-        if getattr(self.hp, "save_replay_buffer", False):
+        if isinstance(self.hp, ReplayConfig) and self.hp.save_replay_buffer:
             model.save_replay_buffer(ckpt_dir / "last_replay_buffer.pkl")
 
 
@@ -420,16 +420,16 @@ class SB3Runner(Runner):
             raise ValueError("SB3 baselines save .zip files (checkpoints/last.zip, best.zip); this is not one")
 
     def fit(self, run: RunContext, ckpt_path: str | None) -> dict[str, float]:
-        self.model = self.agent.learn(run.loggers, run.output_dir / "checkpoints")
+        self.model = self.agent.learn(run.loggers, run.layout.checkpoints)
         return {}
 
     def best_checkpoint(self, run: RunContext) -> str | None:
-        best = run.output_dir / "checkpoints" / "best.zip"
+        best = run.layout.checkpoints / "best.zip"
         return str(best) if best.is_file() else None
 
     def test(self, run: RunContext, ckpt_path: str | None) -> dict[str, float]:
         model = self.agent.load(ckpt_path) if ckpt_path else self.model
-        video_dir = run.output_dir / "videos"
+        video_dir = run.layout.videos
         metrics = self.agent.evaluate_policy(model, self.agent.eval_episodes,
                                              video_dir=video_dir if self.agent.video else None)
         steps = model.num_timesteps

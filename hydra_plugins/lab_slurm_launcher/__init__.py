@@ -66,10 +66,13 @@ class SlurmLauncher(_SubmititSlurmLauncher):
         return returns
 
     def __call__(self, *args: Any, **kwargs: Any) -> JobReturn:  # in the SLURM job
-        from lab.slurm import watch
+        from lab.slurm import unwatch, watch
 
         watch()  # SLURM's warning signal (USR1: default action, death) may come before the run starts
-        return super().__call__(*args, **kwargs)
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            unwatch()  # the run is over: a late signal must not kill the process while it writes its result
 
     def _wait(self, jobs: list[Any]) -> None:
         last_check = time.monotonic()

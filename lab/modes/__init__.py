@@ -6,9 +6,11 @@ contract (lab.contracts), registered by name in the config's `modes` node (conf/
       predict: lab.modes.predict.Predict
       ...
 
-A mode of one's own plugs in by configuration alone: `+modes.<name>=<package.module.Class> mode=<name>` (or a
-`modes:` entry in one's own config). Its settings, if any, live in a config node of its own (`predict:`,
-`explain:`, `attack:`; `compress:` for prune and export).
+`mode` is a config group: `mode=<name>` picks `conf/mode/<name>.yaml`, which sets the key `mode` and holds that
+mode's own settings (`predict:`, `explain:`, `attack:`, `compress:` for prune and export), so a run carries the
+settings of its own mode only. A mode of one's own plugs in by configuration alone: a `mode/<name>.yaml` in one's
+config folder (`--config-dir`) that sets `mode: <name>`, adds `modes.<name>: <package.module.Class>` and its
+settings.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ def load_mode(cfg: DictConfig) -> Mode:
     name, registered = cfg.get("mode"), cfg.get("modes") or {}
     if not isinstance(name, str) or name not in registered:
         raise ConfigError(f"mode={name!r} is not valid; valid choices: {', '.join(mode_names(cfg))} (the config's "
-                          "`modes` node; add one of your own with +modes.<name>=<package.module.Class>).")
+                          "`modes` node; a mode of your own: a mode/<name>.yaml in your --config-dir that sets `mode: <name>` and "
+                          "`modes.<name>: <package.module.Class>`).")
     path = registered[name]
     try:
         cls = get_class(str(path))

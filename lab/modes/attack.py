@@ -20,6 +20,7 @@ from lab.checks import check_choices, check_number
 from lab.contracts import Mode, RunContext, Runner
 from lab.data_model_runner import DataModelRunner
 from lab.errors import ConfigError
+from lab.layout import RunLayout
 from lab.modes.base import load_weights, refuse
 from lab.tables import markdown_table, write_dataclass_csv
 
@@ -138,8 +139,9 @@ def markdown(rows: list[Row]) -> str:
 
 def write_outputs(rows: list[Row], out: Path, loggers: list) -> None:
     """attack.csv, attack.md and media/accuracy_vs_epsilon.png (also logged as an image) in the run folder."""
-    write_dataclass_csv(out / "attack.csv", rows)
-    (out / "attack.md").write_text(markdown(rows))
+    layout = RunLayout(out)
+    write_dataclass_csv(layout.attack_table, rows)
+    layout.attack_table.with_suffix(".md").write_text(markdown(rows))
     import matplotlib
 
     matplotlib.use("Agg")
@@ -158,4 +160,4 @@ def write_outputs(rows: list[Row], out: Path, loggers: list) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    save_and_log_figure(loggers, "attack/accuracy_vs_epsilon", fig, out / "media" / "accuracy_vs_epsilon.png", 0)
+    save_and_log_figure(loggers, "attack/accuracy_vs_epsilon", fig, layout.attack_plot, 0)

@@ -173,7 +173,7 @@ def explain_classifier(model: nn.Module, datamodule: Any, cfg: DictConfig, conte
             metrics[f"explain/{method}/delta"] = float(delta.abs().mean())
         fig = attribution_figure(x01, attr, y, pred, list(model.class_names), method)
         path = save_and_log_figure(context.loggers, f"explain/{method}", fig,
-                                   context.output_dir / "media" / f"explain_{method}.png", 0)
+                                   context.layout.media / f"explain_{method}.png", 0)
         log.info("explain: %s of %d test inputs: %s", method, len(y), path)
     return metrics
 
@@ -192,6 +192,6 @@ def explain_seq2seq(model: nn.Module, datamodule: Any, cfg: DictConfig, context:
         fig = model.attention_figure(src[part], src_len[part], tokens[part], weights[part])
         fig.suptitle(f"attention, test sources {start + 1}-{min(start + ATTENTION_PER_FIGURE, len(examples))}")
         path = save_and_log_figure(context.loggers, "explain/attention", fig,
-                                   context.output_dir / "media" / f"attention_{k + 1}.png", 0)
+                                   context.layout.media / f"attention_{k + 1}.png", 0)
         log.info("explain: attention maps: %s", path)
     return {"explain/images": float(len(examples))}

@@ -28,6 +28,7 @@ from lab.checks import check_ints
 from lab.contracts import Mode, RunContext, Runner, data_facts
 from lab.data_model_runner import DataModelRunner
 from lab.errors import ConfigError, building
+from lab.layout import RunLayout
 from lab.models import Classifier, Regressor
 from lab.modes.base import load_weights, refuse
 from lab.modes.predict_inputs import input_spec, read_input
@@ -115,10 +116,10 @@ def family(runner: Runner) -> str | None:
 def table_path(output: str | None, run_dir: Path) -> Path:
     """predictions.csv: predict.output (a .csv file, or a folder to hold predictions.csv), else in the run folder."""
     if output is None:
-        return run_dir / "predictions.csv"
+        return RunLayout(run_dir).predictions
     path = Path(output).expanduser()
     if path.is_dir() or path.suffix == "":
-        return path / "predictions.csv"
+        return path / RunLayout(run_dir).predictions.name
     if path.suffix.lower() != ".csv":
         raise ConfigError(f"predict.output={output!r} is not valid: predictions are written as CSV; give a .csv "
                           "file or a folder (which gets predictions.csv), or null for <run folder>/predictions.csv.")
@@ -128,7 +129,7 @@ def table_path(output: str | None, run_dir: Path) -> Path:
 def output_folder(output: str | None, run_dir: Path, kind: str) -> Path:
     """The folder of a generative model's images (<run>/predictions) or an agent's episodes.csv and videos (<run>)."""
     if output is None:
-        return run_dir / "predictions" if kind == "generative" else run_dir
+        return RunLayout(run_dir).generated if kind == "generative" else run_dir
     path = Path(output).expanduser()
     if path.is_file() or path.suffix.lower() in (".csv", ".png"):
         what = "its images (grid.png, sample_NNNN.png)" if kind == "generative" else "episodes.csv and videos/"
@@ -303,7 +304,7 @@ def play_episodes(runner: Runner, context: RunContext, ckpt_path: str) -> dict[s
     agent = runner.agent
     folder = output_folder(p.get("output"), context.output_dir, "agent")
     _load_policy(runner, ckpt_path)
-    video_dir = folder / "videos" if agent.video else None
+    video_dir = RunLayout(folder).videos if agent.video else None
     start = time.perf_counter()
     returns, lengths = agent.evaluation_episodes(int(p.episodes), video_dir)
     seconds = time.perf_counter() - start

@@ -13,7 +13,7 @@ from lab.errors import ConfigError
 from lab.modes.base import load_weights
 from lab.run import run
 
-FAST = ["compress.latency_repeats=2", "compress.calibration_batches=2"]
+FAST = ["compress.latency_repeats=2"]  # mode=export: with compress.calibration_batches=2
 
 # Every backbone of conf/model/backbone, as its experiment configures it (the deep ones shrunk: fewer blocks and
 # layers, the same kinds of layer). LeNet has no experiment: cnn_mnist's backbone keys are the cnn's.
@@ -114,6 +114,7 @@ def test_export_quantizes_to_int8_and_onnx_agrees_with_pytorch(backbone, method,
                                                                caplog):
     # one test batch: the int8 models are compiled for batch 50 and batch 1 (two batches add a dynamic-batch compile)
     cfg = make_cfg([*BACKBONES[backbone], "mode=export", f"ckpt_path={trained[backbone]}", *FAST,
+                    "compress.calibration_batches=2",
                     "trainer.limit_test_batches=1"], tmp_path, data_dir)
     with caplog.at_level(logging.INFO, logger="lab"):
         metrics = run(cfg)
@@ -144,13 +145,13 @@ def test_export_quantizes_to_int8_and_onnx_agrees_with_pytorch(backbone, method,
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    (["compress.sparsities=[0.5,1.2]"], r"compress.sparsities=\[0.5, 1.2\]: 1.2 is outside \[0, 1\)"),
-    (["compress.quantization=int4"], "compress.quantization='int4' is not valid; valid choices: auto, static"),
-    (["ckpt_path=null"], "mode=prune needs ckpt_path"),
+    (["mode=prune", "compress.sparsities=[0.5,1.2]"], r"compress.sparsities=\[0.5, 1.2\]: 1.2 is outside \[0, 1\)"),
+    (["mode=export", "compress.quantization=int4"],
+     "compress.quantization='int4' is not valid; valid choices: auto, static"),
+    (["mode=prune", "ckpt_path=null"], "mode=prune needs ckpt_path"),
 ])
 def test_bad_compress_settings_fail_before_anything_is_written(overrides, message, trained, tmp_path, data_dir):
-    cfg = make_cfg(["experiment=cnn_mnist", "mode=prune", f"ckpt_path={trained['cnn']}", *overrides],
-                   tmp_path, data_dir)
+    cfg = make_cfg(["experiment=cnn_mnist", f"ckpt_path={trained['cnn']}", *overrides], tmp_path, data_dir)
     with pytest.raises(ConfigError, match=message):
         run(cfg)
     assert not Path(cfg.paths.output_dir).exists()

@@ -1,5 +1,5 @@
 """The plug-in guides of docs/architecture.md, run as a user would: a family, a mode and a backbone of one's own,
-written to a folder outside the repository and used by configuration alone (`--config-dir`, `+modes.<name>=`)."""
+written to a folder outside the repository and used by configuration alone (`--config-dir`: a family, a mode and a backbone each in the project's own conf/)."""
 
 import csv
 import json
@@ -27,7 +27,8 @@ def project(tmp_path_factory) -> Path:
     assert ROOT not in where.parents
     files = write_documented_files("architecture.md", "archproj", where)
     assert {"archproj/arch_plugins/ridge.py", "archproj/arch_plugins/count.py", "archproj/arch_plugins/backbone.py",
-            "archproj/conf/family/ridge.yaml", "archproj/conf/model/backbone/maxout.yaml"} <= files
+            "archproj/conf/family/ridge.yaml", "archproj/conf/model/backbone/maxout.yaml",
+            "archproj/conf/mode/count.yaml"} <= files
     return where
 
 
@@ -64,7 +65,7 @@ def test_a_family_of_ones_own_runs_without_a_trainer(project):
     assert json.loads((project / "ridge_run_bad" / "result.json").read_text())["status"] == "failed"
 
 
-def test_a_mode_of_ones_own_registered_on_the_command_line(project, data_dir):
+def test_a_mode_of_ones_own_from_its_config_file(project, data_dir):
     run_dir = project / "count_run"
     proc = lab(project, command("mode=count"), [f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}", *MNIST])
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -75,11 +76,11 @@ def test_a_mode_of_ones_own_registered_on_the_command_line(project, data_dir):
     assert int(counts["backbone"]) == 784 * 512 + 512 + 512 * 256 + 256
     assert json.loads((run_dir / "result.json").read_text())["metrics"]["count/total"] == sum(
         int(v) for v in counts.values())
-    proc = lab(project, "python -m lab --config-dir archproj/conf experiment=ppo_cartpole", [
-        "+modes.count=arch_plugins.count.CountParameters", "mode=count"])
+    proc = lab(project, "python -m lab --config-dir archproj/conf experiment=ppo_cartpole", ["mode=count"])
     assert proc.returncode == 2 and "mode=count counts the parameters of a model + data family" in proc.stderr
-    proc = lab(project, "python -m lab --config-dir archproj/conf experiment=mlp_mnist", ["mode=count"])
-    assert proc.returncode == 2 and "mode='count' is not valid; valid choices: train, eval, predict" in proc.stderr
+    proc = lab(project, "python -m lab experiment=mlp_mnist", ["mode=count"])  # without the project's conf/
+    assert proc.returncode == 1 and "Could not find 'mode/count'" in proc.stderr
+    assert "Available options in 'mode'" in proc.stderr and "\tpredict\n" in proc.stderr
 
 
 def test_a_backbone_of_ones_own_takes_its_sizes_from_the_data(project, data_dir):

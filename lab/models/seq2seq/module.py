@@ -21,6 +21,7 @@ from torchmetrics import MeanMetric
 
 from lab.contracts import ModelHooks, data_facts
 from lab.data.seq2seq import BOS, EOS, PAD, Seq2SeqDataModule, collate
+from lab.layout import RunLayout
 from lab.loggers import save_and_log_figure
 from lab.models.base import evaluating
 from lab.models.optim import configure
@@ -186,7 +187,7 @@ class Seq2Seq(ModelHooks, LightningModule):
             tokens, weights = greedy(self.net, self.net.encode(src, src_len), self.max_output_len, need_weights=True)
         if weights is None:  # attention=none: nothing to draw
             return
-        path = Path(self.trainer.default_root_dir) / "media" / f"attention_epoch{self.current_epoch:03d}.png"
+        path = RunLayout(Path(self.trainer.default_root_dir)).media / f"attention_epoch{self.current_epoch:03d}.png"
         save_and_log_figure(self.loggers, "val/attention", self.attention_figure(src, src_len, tokens, weights), path,
                             self.global_step)
 

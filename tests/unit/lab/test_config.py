@@ -151,6 +151,24 @@ def test_unknown_experiment_lists_the_valid_ones(tmp_path):
     assert "cnn_mnist" in str(e.value) and "lstm_seqmnist" in str(e.value)
 
 
+def test_unknown_mode_lists_the_valid_ones(tmp_path):
+    with pytest.raises(ConfigCompositionException) as e:
+        make_cfg(["mode=trian"], tmp_path, None)
+    assert "Could not find 'mode/trian'" in str(e.value) and all(f"\t{m}\n" in str(e.value) for m in (
+        "train", "eval", "predict", "explain", "attack", "prune", "export"))
+
+
+def test_a_modes_settings_exist_in_its_runs_alone(tmp_path):
+    assert not {"predict", "explain", "attack", "compress"} & set(make_cfg([], tmp_path, None))
+    assert "predict" in make_cfg(["mode=predict"], tmp_path, None)
+    prune, export = (make_cfg([f"mode={m}"], tmp_path, None).compress for m in ("prune", "export"))
+    assert "sparsities" in prune and "quantization" not in prune
+    assert "quantization" in export and "sparsities" not in export
+    assert prune.latency_repeats == export.latency_repeats
+    with pytest.raises(ConfigCompositionException, match="Could not override 'predict.output'"):
+        make_cfg(["predict.output=out.csv"], tmp_path, None)  # forgot mode=predict: an error, not ignored
+
+
 def test_unknown_optimizer_option_lists_the_valid_ones(tmp_path):
     with pytest.raises(ConfigCompositionException) as e:
         make_cfg(["model/optimizer=lamb"], tmp_path, None)
@@ -167,7 +185,6 @@ def test_unknown_optimizer_option_lists_the_valid_ones(tmp_path):
         ("trainer.max_epochs=-3", "trainer.max_epochs=-3"),
         ("model.optimizer._target_=torch.optim.Lamb", "model.optimizer._target_='torch.optim.Lamb'.*adamw"),
         ("model.optimizer._target_=torch.nn.Linear", "is not a Optimizer"),
-        ("mode=trian", "mode='trian'.*train, eval"),
         ("experiment=gan_mnist model.optimizer_d.lr=0", "model.optimizer_d.lr=0"),
         ("model/optimizer=sgd model.optimizer.momentum=-0.5", "`model.optimizer`: Invalid momentum value: -0.5"),
         ("experiment=gan_mnist model.optimizer_g.betas=[0.5,1.5]", "`model.optimizer_g`: Invalid beta parameter"),

@@ -18,13 +18,13 @@ from lab.loggers import read_csv_history
 from lab.paths import CONFIG_DIR
 from lab.resume import find_resume_checkpoint
 from lab.run import run
-from lab.slurm import PREEMPTED, Preemption, Requeued, job_id, preempted_checkpoint, watch
+from lab.slurm import PREEMPTED, Cancelled, Preemption, Requeued, job_id, preempted_checkpoint, unwatch, watch
 
 
 @pytest.fixture(autouse=True)
 def _signal_handlers():
     """What a test installs for SLURM's signals is this process's until the test ends, then put back."""
-    before = {sig: signal.getsignal(sig) for sig in slurm.SIGNALS}
+    before = {sig: signal.getsignal(sig) for sig in (*slurm.SIGNALS, signal.SIGTERM)}
     yield
     for sig, handler in before.items():
         signal.signal(sig, handler)
@@ -167,6 +167,44 @@ def test_outside_slurm_the_signals_are_left_alone(tmp_path, monkeypatch):
     Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
             enable_model_summary=False, callbacks=[sender, Preemption(dirpath=str(tmp_path))]).fit(Tiny())
     assert all(handler is not slurm._record for _, handler in sender.seen) and len(sender.seen) == 16
+
+
+def test_sigterm_outside_a_trainer_stage_ends_the_run_at_once(monkeypatch):
+    """scancel sends SIGTERM; submitit ignores it, so a job cancelled while it loads data or writes its report
+    would go on and report a result within SLURM's KillWait."""
+    monkeypatch.setenv("SLURM_JOB_ID", "81")
+    watch()
+    with pytest.raises(Cancelled) as raised:
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):  # the handler runs at the next bytecode; this loop is never finished
+            pass
+    assert raised.value.code == 128 + signal.SIGTERM
+
+
+def test_sigterm_inside_fit_stops_at_the_next_step(monkeypatch):
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    monkeypatch.setenv("SLURM_JOB_ID", "82")
+    watch()
+    trainer = Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False,
+                      callbacks=[SignalAt(at=5, signum=signal.SIGTERM)])
+    with pytest.raises(SIGTERMException):  # Lightning's, at a step boundary; not Cancelled in the middle of a step
+        trainer.fit(Tiny())
+    assert trainer.global_step == 6
+    assert signal.getsignal(signal.SIGTERM) is slurm._cancel  # Lightning put the job's handler back
+
+
+def test_once_the_run_is_over_late_signals_are_ignored(monkeypatch):
+    """A warning signal arriving while a finished job exits must not kill it: Python gives USR1 its default
+    action (death) back as it shuts down, unless it is ignored."""
+    monkeypatch.setenv("SLURM_JOB_ID", "83")
+    watch()
+    unwatch()
+    for sig in (*slurm.SIGNALS, signal.SIGTERM):
+        assert signal.getsignal(sig) is signal.SIG_IGN
+        os.kill(os.getpid(), sig)
+    assert slurm.received() is None
 
 
 LENGTH = ("trainer.max_epochs", "trainer.max_steps")  # what a classifier run may change when it resumes
