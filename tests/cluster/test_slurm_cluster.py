@@ -177,6 +177,7 @@ def test_time_limit_signal_checkpoints_requeues_and_continues_the_run(tmp_path, 
                 f"hydra.sweep.dir={sweep}"], tmp_path / "logs")
     assert proc.returncode == 0, proc.stderr[-3000:]
     (job,) = slurm_jobs(sweep)
+    assert final_states([job]) == ["COMPLETED"]  # (waits for slurmdbd to record the end of the last start)
     states = [r["state"] for r in sacct(job, all_records=True)]
     assert states[-1] == "COMPLETED" and "REQUEUED" in states[:-1]
     run = sweep / "0"
