@@ -14,13 +14,18 @@ from lab.layout import LAST, PREEMPTED, RunLayout
 
 # Keys that may differ between a run and its continuation: where things go, how it is started and shown.
 # How long it runs may differ too (a finished run can be extended): the runner's `length_keys`.
+# The settings of the checkpoint modes (conf/mode/*.yaml) are not the trained model's: only mode=train resumes, and
+# runs made before `mode` became a config group carry all of them in their run_config.yaml.
 NOT_CONFIGURATION = ("resume", "ckpt_path", "mode", "modes", "test", "paths", "logger", "optuna", "hydra", "tags",
-                     "callbacks.progress_bar", "callbacks.preemption")
+                     "callbacks.progress_bar", "callbacks.preemption", "compress", "predict", "explain", "attack")
 
 
 def configuration(cfg: DictConfig, length_keys: tuple[str, ...]) -> dict[str, Any]:
     """The composed config without the keys a continuation may change, as plain (unresolved) data."""
-    data = OmegaConf.to_container(cfg, resolve=False)
+    return _without_changeable(OmegaConf.to_container(cfg, resolve=False), length_keys)
+
+
+def _without_changeable(data: dict[str, Any], length_keys: tuple[str, ...]) -> dict[str, Any]:
     for key in (*NOT_CONFIGURATION, *length_keys):
         *parents, last = key.split(".")
         node = data
@@ -70,7 +75,7 @@ def find_resume_checkpoint(cfg: DictConfig, length_keys: tuple[str, ...], requir
         if not saved.is_file():
             others.append(f"{ckpt} (no {saved.name}: configuration unknown)")
             continue
-        diff = _differences(yaml.safe_load(saved.read_text()), wanted)
+        diff = _differences(_without_changeable(yaml.safe_load(saved.read_text()), length_keys), wanted)
         if not diff:
             return ckpt
         others.append(f"{ckpt} (differs in {', '.join(diff[:3])}{', ...' if len(diff) > 3 else ''})")

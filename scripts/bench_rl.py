@@ -65,6 +65,28 @@ def med(values: list[float]) -> float:
     return statistics.median(vals) if vals else math.nan
 
 
+def run_one(exp: str, agent: str, seed: int, run_dir: Path, threshold: float, env: dict[str, str],
+            overrides: list[str], own: bool) -> dict[str, float]:
+    """Train one agent on one seed in its own process; its summary with the process's wall-clock time."""
+    cmd = [sys.executable, "-m", "lab", f"experiment={exp}", f"agent={agent}", f"seed={seed}", "logger=csv",
+           "agent.eval_freq=5000", "agent.eval_episodes=10", "agent.video=false", f"hydra.run.dir={run_dir}"]
+    if own:  # SB3's own loop has no Lightning callbacks (it refuses their settings)
+        cmd.append("callbacks.progress_bar.plain=true")
+    cmd += overrides
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
+        raise SystemExit(f"{' '.join(cmd)} failed with exit code {proc.returncode}")
+    s = summarize(read_metrics(run_dir), threshold)
+    s["wall"] = wall
+    print(f"{exp} {agent} seed {seed}: solved at step {s['solve_step']:.0f} after {s['solve_seconds']:.1f} s "
+          f"training; {s['sps']:.0f} steps/s; best eval {s['best_eval']:.1f}; final eval "
+          f"{s['final_eval']:.1f}; process wall-clock {wall:.1f} s", flush=True)
+    return s
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("experiments", nargs="+")
@@ -94,24 +116,9 @@ def main() -> None:
         for seed in args.seeds:
             for who in args.agents:
                 agent = algo if who == "ours" else SB3[algo]
-                run_dir = ROOT / "logs" / "bench_rl" / stamp / f"{exp}_{agent}_{seed}"
-                cmd = [sys.executable, "-m", "lab", f"experiment={exp}", f"agent={agent}", f"seed={seed}", "logger=csv",
-                       "agent.eval_freq=5000", "agent.eval_episodes=10", "agent.video=false",
-                       f"hydra.run.dir={run_dir}", *threads, *args.override]
-                if who == "ours":  # SB3's own loop has no Lightning callbacks (it refuses their settings)
-                    cmd += ["callbacks.progress_bar.plain=true", *args.ours]
-                t0 = time.perf_counter()
-                proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-                wall = time.perf_counter() - t0
-                if proc.returncode != 0:
-                    print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
-                    raise SystemExit(f"{' '.join(cmd)} failed with exit code {proc.returncode}")
-                s = summarize(read_metrics(run_dir), threshold)
-                s["wall"] = wall
+                s = run_one(exp, agent, seed, ROOT / "logs" / "bench_rl" / stamp / f"{exp}_{agent}_{seed}", threshold,
+                            env, [*threads, *args.override, *(args.ours if who == "ours" else [])], own=who == "ours")
                 per_agent.setdefault(who, []).append(s)
-                print(f"{exp} {agent} seed {seed}: solved at step {s['solve_step']:.0f} after {s['solve_seconds']:.1f} s "
-                      f"training; {s['sps']:.0f} steps/s; best eval {s['best_eval']:.1f}; final eval "
-                      f"{s['final_eval']:.1f}; process wall-clock {wall:.1f} s", flush=True)
         for who, runs in per_agent.items():
             solved = sum(not math.isnan(r["solve_step"]) for r in runs)
             table.append((exp, SB3[algo] if who == "sb3" else algo, f"{solved}/{len(runs)}", med([r["solve_step"] for r in runs]),

@@ -77,13 +77,8 @@ def split_comment(text: str) -> tuple[str, str]:
 KEY = re.compile(r"""^(?P<key>'[^']*'|"[^"]*"|[^\s#'"\-][^:]*?|-[^\s][^:]*?):(?:\s+(?P<rest>.*))?$""")
 
 
-def parse_lines(text: str) -> tuple[str, list[tuple[list[str], str | None, str]], dict[str, list[tuple[str, str]]]]:
-    """The file's header comment, each key as (path, raw value or None, comment), and each block list's items.
-
-    A comment on the lines right above a key, or on a key's line, is that key's; a comment line indented under
-    a key's inline comment continues it. Block scalars (`|`, `>`) are shown as their text's first line.
-    """
-    lines = text.splitlines()
+def header_comment(lines: list[str]) -> tuple[str, int]:
+    """The comment lines a file starts with (less Hydra's `@package` line), and the index of the first other line."""
     header: list[str] = []
     i = 0
     while i < len(lines) and lines[i].lstrip().startswith("#"):
@@ -91,6 +86,17 @@ def parse_lines(text: str) -> tuple[str, list[tuple[list[str], str | None, str]]
         if not line.startswith("@package"):
             header.append(line)
         i += 1
+    return " ".join(header).strip(), i
+
+
+def parse_lines(text: str) -> tuple[str, list[tuple[list[str], str | None, str]], dict[str, list[tuple[str, str]]]]:
+    """The file's header comment, each key as (path, raw value or None, comment), and each block list's items.
+
+    A comment on the lines right above a key, or on a key's line, is that key's; a comment line indented under
+    a key's inline comment continues it. Block scalars (`|`, `>`) are shown as their text's first line.
+    """
+    lines = text.splitlines()
+    header, i = header_comment(lines)
     keys: list[tuple[list[str], str | None, str]] = []
     lists: dict[str, list[tuple[str, str]]] = {}
     stack: list[tuple[int, str]] = []  # (indent, key) of the mappings that enclose the current line
@@ -116,12 +122,11 @@ def parse_lines(text: str) -> tuple[str, list[tuple[list[str], str | None, str]]
                 pending.append(comment)
             continue
         if stripped.startswith("- ") or stripped == "-":
-            item, comment = split_comment(stripped[1:].strip())
             while stack and stack[-1][0] > indent:
                 stack.pop()
             if stack:
-                parent = ".".join(k for _, k in stack)
-                lists.setdefault(parent, []).append((item, " ".join([*pending, comment]).strip()))
+                item, comment = split_comment(stripped[1:].strip())
+                lists.setdefault(".".join(k for _, k in stack), []).append((item, " ".join([*pending, comment]).strip()))
             pending, last_inline = [], None
             continue
         match = KEY.match(stripped)
@@ -141,7 +146,7 @@ def parse_lines(text: str) -> tuple[str, list[tuple[list[str], str | None, str]]
         last_inline = (indent, len(keys) - 1) if match["rest"] and split_comment(match["rest"])[1] else None
         if not value:
             stack.append((indent, key))
-    return " ".join(header).strip(), keys, lists
+    return header, keys, lists
 
 
 def flow(value) -> str:

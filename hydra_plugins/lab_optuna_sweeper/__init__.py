@@ -383,6 +383,10 @@ class OptunaSweeper(Sweeper):
         finally:
             heartbeat.close()
 
+        return [self._save_results(study, sweep_dir)]
+
+    def _save_results(self, study: optuna.Study, sweep_dir: Path) -> dict[str, Any]:
+        """Write the study's best trial to optimization_results.yaml (as Hydra's own Optuna sweeper does)."""
         results = {"study_name": self.study_name, "storage": redacted(self.storage or ""), "direction": self.direction,
                    "sampler": self.sampler_name, "best_value": None, "best_params": None, "best_trial": None,
                    "n_trials": len(study.trials)}
@@ -396,4 +400,4 @@ class OptunaSweeper(Sweeper):
         else:
             log.info("Best %s = %s with %s (%s)", self.config.optimized_metric, results["best_value"],
                      results["best_params"], out)
-        return [results]
+        return results
