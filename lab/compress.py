@@ -431,7 +431,8 @@ def compress_classifier(model: nn.Module, datamodule: Any, cfg: Any, out: Path, 
     model = model.cpu().eval()
     repeats = int(cfg.compress.latency_repeats)
     base, reference = measure("fp32", model, batches, count_params(model), file_kib(model.state_dict()), repeats, None)
-    bench = Bench(batches, reference, repeats, out / ("pruned" if mode == "prune" else "exported"))
+    layout = RunLayout(out)
+    bench = Bench(batches, reference, repeats, layout.pruned if mode == "prune" else layout.exported)
     bench.files.mkdir(parents=True, exist_ok=True)
     variants = pruned_variants if mode == "prune" else exported_variants
     rows = [base, *variants(model, datamodule, cfg, bench)]

@@ -47,9 +47,11 @@ def output_lines(run: RunLayout, best: str | None, wandb_dirs: list[Path]) -> li
         lines.append(f"  best checkpoint:  {best or run.last_checkpoint}")
     media = run.media
     images = sorted(media.glob("*.png"), key=lambda p: p.stat().st_mtime) if media.is_dir() else []
-    videos = sorted(media.rglob("*.mp4")) if media.is_dir() else []
-    if images or videos:
+    if images:
         lines.append(f"  media folder:     {media}")
+    videos = sorted(run.videos.glob("*.mp4"), key=lambda p: p.stat().st_mtime) if run.videos.is_dir() else []
+    if videos:
+        lines.append(f"  last video:       {videos[-1]}")
     grids = [p for p in images if p.name.startswith("samples")]
     if grids:
         lines.append(f"  last sample grid: {grids[-1]}")

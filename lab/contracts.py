@@ -13,7 +13,7 @@
   nothing. A model without the mixin gets those defaults.
 
 A new family, mode, data set or model plugs in from outside the repository by subclassing these and naming the
-class in a config node (docs/architecture.md has a guide and tests/unit/lab/test_plugins.py does it).
+class in a config node (docs/architecture.md has a guide and tests/smoke/test_plugins.py does it).
 """
 
 from __future__ import annotations

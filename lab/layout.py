@@ -1,14 +1,18 @@
 """The run folder's layout, spelled once: what a run writes where, and the one way to find a checkpoint in it.
 
     <run>/                       cfg.paths.output_dir (logs/<task_name>/runs/<time> or multiruns/<time>/<job>)
-      checkpoints/               epoch_NNN.ckpt (best by optimized_metric), last.ckpt, preempted.ckpt (SLURM)
-      media/                     sample grids, attention maps, saliency, plots; videos/ (RL episodes)
+      checkpoints/               epoch_NNN.ckpt (best by optimized_metric), last.ckpt, preempted.ckpt (SLURM);
+                                 SB3 baselines: last.zip, best.zip, last_replay_buffer.pkl
+      media/                     sample grids, attention maps, saliency, plots
+      videos/                    RL episodes (agent.video=true), mp4
       csv/version_0/metrics.csv  every logged metric (logger=csv or default)
       wandb/                     the W&B run folder(s); wandb_run_id: the id a resumed run continues
       run_config.yaml            the composed config (what resume=true compares)
       result.json                the job's outcome (status, metrics) for sweep summaries
-      predictions.csv            mode=predict (a classifier's or regressor's); predictions/ (a generative model's)
-      compression.csv, .md       mode=prune / export (plot: media/accuracy_vs_size.png)
+      test_confusion_matrix.png  a classifier's test
+      predictions.csv            mode=predict (a classifier's or regressor's); predictions/ (a generative model's);
+                                 episodes.csv (an agent's)
+      compression.csv, .md       mode=prune / export (plot: media/accuracy_vs_size.png); pruned/, exported/ the models
       attack.csv, .md            mode=attack (plot: media/accuracy_vs_epsilon.png)
       .hydra/                    Hydra's config, overrides
 """
@@ -27,7 +31,11 @@ PARTS = {
     "checkpoints": "checkpoints",
     "last_checkpoint": f"checkpoints/{LAST}",
     "preempted_checkpoint": f"checkpoints/{PREEMPTED}",
+    "sb3_last": "checkpoints/last.zip",
+    "sb3_best": "checkpoints/best.zip",
+    "sb3_replay_buffer": "checkpoints/last_replay_buffer.pkl",
     "media": "media",
+    "confusion_matrix": "test_confusion_matrix.png",
     "videos": "videos",
     "csv": "csv",
     "wandb_id_file": "wandb_run_id",
@@ -37,8 +45,11 @@ PARTS = {
     "hydra_overrides": ".hydra/overrides.yaml",
     "hydra_config": ".hydra/config.yaml",
     "predictions": "predictions.csv",
+    "episodes": "episodes.csv",
     "generated": "predictions",
     "compression_table": "compression.csv",
+    "pruned": "pruned",
+    "exported": "exported",
     "compression_plot": "media/accuracy_vs_size.png",
     "attack_table": "attack.csv",
     "attack_plot": "media/accuracy_vs_epsilon.png",
@@ -63,6 +74,13 @@ class RunLayout:
     hydra_overrides: Path = field(init=False)
     hydra_config: Path = field(init=False)
     predictions: Path = field(init=False)
+    episodes: Path = field(init=False)
+    pruned: Path = field(init=False)
+    exported: Path = field(init=False)
+    confusion_matrix: Path = field(init=False)
+    sb3_last: Path = field(init=False)
+    sb3_best: Path = field(init=False)
+    sb3_replay_buffer: Path = field(init=False)
     generated: Path = field(init=False)
     compression_table: Path = field(init=False)
     compression_plot: Path = field(init=False)
@@ -79,6 +97,15 @@ class RunLayout:
         """The run a checkpoint file belongs to (None for a file outside a run's checkpoints/ folder)."""
         ckpt = Path(ckpt)
         return RunLayout(ckpt.parent.parent) if ckpt.parent.name == "checkpoints" else None
+
+    def metrics_files(self) -> list[Path]:
+        """The CSV loggers' metrics.csv files (one a version: a resumed run adds one), in version order."""
+        return sorted(self.csv.glob("*/metrics.csv"))
+
+    def resumable_checkpoints(self) -> list[Path]:
+        """The checkpoints a run can be continued from (preempted.ckpt, last.ckpt) that exist, newest first."""
+        found = [p for p in (self.preempted_checkpoint, self.last_checkpoint) if p.is_file()]
+        return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
     def best_checkpoint(self) -> Path | None:
         """The run's best checkpoint (the newest epoch_*.ckpt), else last.ckpt, else None."""

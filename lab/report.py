@@ -82,7 +82,7 @@ def find_runs(root: Path) -> list[Run]:
     runs = []
     for hydra_dir in sorted(root.glob("**/.hydra")):
         run_dir = hydra_dir.parent
-        metric_files = sorted(run_dir.glob("csv/*/metrics.csv"))
+        metric_files = RunLayout(run_dir).metrics_files()
         if not metric_files:
             continue
         result = read_result(run_dir) or {"status": "no result", "metrics": {}}
@@ -324,7 +324,7 @@ def runs_table(ranked_runs: list[Run], metric: str | None) -> str:
 def best_configuration(best: Run) -> list[str]:
     """The best run's overrides, resolved config and final metrics."""
     parts = [f"<h2>Best configuration</h2><p><code>{html.escape(' '.join(best.overrides))}</code></p>"]
-    cfg = best.path / ".hydra" / "config.yaml"
+    cfg = RunLayout(best.path).hydra_config
     if cfg.is_file():
         parts.append(f"<details><summary>resolved config</summary><pre>{html.escape(cfg.read_text())}</pre></details>")
     final = best.result.get("metrics", {})

@@ -10,7 +10,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from lab.errors import ConfigError
-from lab.layout import LAST, PREEMPTED, RunLayout
+from lab.layout import RunLayout, runs_under
 
 # Keys that may differ between a run and its continuation: where things go, how it is started and shown.
 # How long it runs may differ too (a finished run can be extended): the runner's `length_keys`.
@@ -58,11 +58,10 @@ def find_resume_checkpoint(cfg: DictConfig, length_keys: tuple[str, ...], requir
         return Path(cfg.ckpt_path)
     base = Path(cfg.paths.log_dir) / cfg.task_name
     own = RunLayout(Path(cfg.paths.output_dir))
-    by_age = {"key": lambda p: p.stat().st_mtime, "reverse": True}
-    found = sorted((p for p in (own.preempted_checkpoint, own.last_checkpoint) if p.is_file()), **by_age)
+    found = own.resumable_checkpoints()
     if not own_only:
-        found += [p for p in sorted([*base.glob(f"**/checkpoints/{LAST}"), *base.glob(f"**/checkpoints/{PREEMPTED}")],
-                                    **by_age) if p.parent != own.checkpoints]
+        others = [p for run in runs_under(base) if run.root != own.root for p in run.resumable_checkpoints()]
+        found += sorted(others, key=lambda p: p.stat().st_mtime, reverse=True)
     if not found:
         if not required:
             return None

@@ -78,7 +78,7 @@ def collect(sweep_dir: Path) -> list[dict[str, Any]]:
     rows = []
     for job_dir in sorted((p for p in sweep_dir.iterdir() if p.is_dir()), key=lambda p: (len(p.name), p.name)):
         record = read_result(job_dir)
-        if record is None and (job_dir / ".hydra").is_dir():
+        if record is None and RunLayout(job_dir).hydra.is_dir():
             record = {"overrides": job_overrides(job_dir), "status": "no result (killed or still running)",
                       "metrics": {}}
         if record is not None:

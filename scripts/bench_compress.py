@@ -24,7 +24,7 @@ from omegaconf import open_dict
 
 import lab  # noqa: F401
 from lab.compress import Row, markdown
-from lab.layout import find_checkpoint
+from lab.layout import find_checkpoint, runs_under
 from lab.paths import CONFIG_DIR, ROOT
 from lab.run import run
 
@@ -80,8 +80,7 @@ def main() -> None:
     common = ["logger=csv", "callbacks.progress_bar.plain=true"]
     by_exp: dict[str, list[Row]] = {}
     for exp in args.experiments:
-        has_runs = (ROOT / "logs" / exp).is_dir() and any((ROOT / "logs" / exp).glob("**/checkpoints/*.ckpt"))
-        if args.train or not has_runs:
+        if args.train or not runs_under(ROOT / "logs" / exp):
             cfg = config([f"experiment={exp}", *common], base / exp / "train")
             run(cfg)
             ckpt = find_checkpoint(base / exp / "train", "checkpoint")

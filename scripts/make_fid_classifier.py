@@ -21,6 +21,7 @@ from omegaconf import OmegaConf, open_dict
 
 import lab  # noqa: F401
 from generative.quality import DATASETS, classifier_path
+from lab.layout import find_checkpoint
 from lab.paths import CONFIG_DIR, ROOT
 from lab.run import run
 
@@ -40,7 +41,7 @@ def main() -> None:
     with open_dict(cfg):
         cfg.paths.output_dir = str(ROOT / "logs" / cfg.task_name / "runs" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
     metrics = run(cfg)
-    ckpt = sorted((ROOT / cfg.paths.output_dir / "checkpoints").glob("epoch_*.ckpt"))[-1]
+    ckpt = find_checkpoint(cfg.paths.output_dir, "checkpoint")  # the best epoch's
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     data_cls = get_class(cfg.data._target_)

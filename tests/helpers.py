@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from omegaconf import DictConfig, open_dict
 import lab  # noqa: F401  (registers resolvers)
 from lab.data.fetch import SPECS, write_dataset
 from lab.paths import CONFIG_DIR
+from lab.validate import group_options
 
 
 def synthetic_arrays(n_train: int = 400, n_test: int = 100, seed: int = 0) -> dict[str, np.ndarray]:
@@ -176,3 +178,23 @@ def write_documented_files(page: str, folder: str, where: Path) -> set[str]:
         (where / path).parent.mkdir(parents=True, exist_ok=True)
         (where / path).write_text(body)
     return set(files)
+
+
+@functools.cache
+def experiment_targets() -> dict[str, dict[str, str | None]]:
+    """experiment -> the `_target_` of its runner, model and agent nodes (None where it has no such node), as
+    Hydra composes them from conf/: tests choose experiments by what they run, not by their names."""
+    out = {}
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        for name in group_options("experiment"):
+            cfg = compose("config", overrides=[f"experiment={name}"])
+            out[name] = {node: (cfg.get(node) or {}).get("_target_") for node in ("runner", "model", "agent")}
+    return out
+
+
+def experiments_with(node: str, *classes: type) -> list[str]:
+    """The experiments whose `node` (runner, model or agent) builds one of `classes` (any class when none given)."""
+    from hydra.utils import get_class
+
+    return [name for name, targets in experiment_targets().items() if targets[node] is not None
+            and (not classes or issubclass(get_class(targets[node]), classes))]

@@ -33,6 +33,7 @@ from agents.common.runner import build_env_and_agent
 from agents.common.spaces import ENCODERS
 from lab.checks import check_choice
 from lab.contracts import RunContext, Runner
+from lab.layout import RunLayout
 
 # The action spaces each algorithm passes to SB3 as `supported_action_spaces` (SB3 asserts them once the
 # model is built; the lab checks them before): tests/unit/agents/test_sb3.py pins this table to SB3's own.
@@ -203,9 +204,9 @@ class _ToLabLoggers(KVWriter):
 class _EvalAndCheckpoint(BaseCallback):
     """Evaluation every eval_freq env steps, excluded from the training clock; last and best checkpoints."""
 
-    def __init__(self, agent: SB3Agent, loggers: list[Logger], ckpt_dir: Path) -> None:
+    def __init__(self, agent: SB3Agent, loggers: list[Logger], run: RunLayout) -> None:
         super().__init__()
-        self.agent, self.loggers, self.ckpt_dir = agent, loggers, ckpt_dir
+        self.agent, self.loggers, self.run = agent, loggers, run
         self.best = -np.inf
         self.eval_seconds = 0.0
         self.t0: float | None = None
@@ -232,10 +233,10 @@ class _EvalAndCheckpoint(BaseCallback):
         for lg in self.loggers:
             lg.log_metrics(metrics, step=self.num_timesteps)
             lg.save()
-        self.agent.save(self.model, self.ckpt_dir / "last.zip")
+        self.agent.save(self.model, self.run.sb3_last)
         if metrics["eval/return"] > self.best:
             self.best = metrics["eval/return"]
-            self.agent.save(self.model, self.ckpt_dir / "best.zip")
+            self.agent.save(self.model, self.run.sb3_best)
         self.eval_seconds += time.perf_counter() - start
         return True
 
@@ -377,27 +378,27 @@ class SB3Agent(RunKeys):
             kwargs["policy_kwargs"] = {**kwargs.get("policy_kwargs", {}), **self.mlp_policy_kwargs}
         return kwargs
 
-    def learn(self, loggers: list[Logger], ckpt_dir: Path) -> BaseAlgorithm:
+    def learn(self, loggers: list[Logger], run: RunLayout) -> BaseAlgorithm:
         """SB3's training loop with the lab's evaluation, checkpoints and loggers; returns the trained model."""
         device = self.model_device()  # chooses the policy first if check_env has not run
         if self.hp.torch_threads is not None:  # None: torch's default (one per core), as SB3's users run it
             torch.set_num_threads(self.hp.torch_threads)
         venv = self.make_vec_env()
         model = self.algorithm(self.policy, venv, seed=self.hp.seed, device=device, **self.model_kwargs(venv))
-        callback = _EvalAndCheckpoint(self, loggers, ckpt_dir)
+        callback = _EvalAndCheckpoint(self, loggers, run)
         writer = _ToLabLoggers(loggers, self.hp.log_interval, callback.train_seconds)
         model.set_logger(SB3Logger(folder=None, output_formats=[writer]))
         model.learn(self.hp.total_timesteps, callback=callback, log_interval=1)
-        self.save(model, ckpt_dir / "last.zip")
-        self.after_learn(model, ckpt_dir)
+        self.save(model, run.sb3_last)
+        self.after_learn(model, run)
         venv.close()
         return model
 
-    def after_learn(self, model: BaseAlgorithm, ckpt_dir: Path) -> None:
+    def after_learn(self, model: BaseAlgorithm, run: RunLayout) -> None:
         """What is saved beside last.zip: the replay buffer with agent.save_replay_buffer (DQN, SAC; SB3's
         load_replay_buffer reads it back)."""
         if isinstance(self.hp, ReplayConfig) and self.hp.save_replay_buffer:
-            model.save_replay_buffer(ckpt_dir / "last_replay_buffer.pkl")
+            model.save_replay_buffer(run.sb3_replay_buffer)
 
 
 class SB3Runner(Runner):
@@ -420,11 +421,11 @@ class SB3Runner(Runner):
             raise ValueError("SB3 baselines save .zip files (checkpoints/last.zip, best.zip); this is not one")
 
     def fit(self, run: RunContext, ckpt_path: str | None) -> dict[str, float]:
-        self.model = self.agent.learn(run.loggers, run.layout.checkpoints)
+        self.model = self.agent.learn(run.loggers, run.layout)
         return {}
 
     def best_checkpoint(self, run: RunContext) -> str | None:
-        best = run.layout.checkpoints / "best.zip"
+        best = run.layout.sb3_best
         return str(best) if best.is_file() else None
 
     def test(self, run: RunContext, ckpt_path: str | None) -> dict[str, float]:

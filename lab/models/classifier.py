@@ -14,6 +14,7 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from lab.contracts import data_facts
+from lab.layout import RunLayout
 from lab.loggers import save_and_log_figure
 from lab.models.base import evaluating
 from lab.models.optim import configure
@@ -170,7 +171,7 @@ class Classifier(Transferable, LightningModule):
         if self.trainer.is_global_zero and not self.trainer.sanity_checking:
             fig, _ = MulticlassConfusionMatrix(len(self.class_names)).plot(val=confmat.cpu(), labels=self.class_names)
             fig.set_size_inches(7, 6)
-            out = Path(self.trainer.default_root_dir) / "test_confusion_matrix.png"
+            out = RunLayout(Path(self.trainer.default_root_dir)).confusion_matrix
             save_and_log_figure(self.loggers, "test/confusion_matrix", fig, out, self.global_step)
 
     def configure_optimizers(self) -> dict[str, Any]:

@@ -308,7 +308,7 @@ def play_episodes(runner: Runner, context: RunContext, ckpt_path: str) -> dict[s
     start = time.perf_counter()
     returns, lengths = agent.evaluation_episodes(int(p.episodes), video_dir)
     seconds = time.perf_counter() - start
-    path = folder / "episodes.csv"
+    path = RunLayout(folder).episodes
     _write_csv(path, ["episode", "return", "length"],
                [[i, f"{r:.8g}", int(n)] for i, (r, n) in enumerate(zip(returns, lengths, strict=True))])
     videos = video_files(video_dir) if video_dir is not None else []

@@ -2,7 +2,8 @@
 
 Every family runs one shrunk experiment as `python -m lab ... trainer=ddp trainer.accelerator=cpu
 trainer.devices=2`: a supervised classifier, a VAE, a GAN, seq2seq (RNN with attention, Transformer), the HMM, the
-RBM, the DBN, multi-task, transfer learning (from a one-device cnn_mnist checkpoint), PPO and DQN (SAC: test_sac.py)."""
+RBM, the DBN, multi-task, transfer learning (from a one-device cnn_mnist checkpoint), regression, PPO and DQN (SAC:
+test_sac.py)."""
 
 import csv
 import json
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import make_cfg, smoke_overrides
+from helpers import experiment_targets, make_cfg, smoke_overrides
 from lab.run import run
 
 DDP = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
@@ -42,7 +43,15 @@ SHRINK = {"seq2seq_reverse": ["data.min_len=5", "data.max_len=12"],
           "transfer_fashion": ["data.labels_per_class=20"]}
 RANK_WEIGHTS = ["+callbacks.weights._target_=helpers.SaveRankWeights", "+callbacks.weights.dirpath=${paths.output_dir}"]
 FAMILIES = ["mlp_mnist", "vae_mnist", "gan_mnist", "seq2seq_reverse", "transformer_dates", "hmm_seqmnist",
-            "rbm_mnist", "dbn_mnist", "multitask_mnist_fashion", "transfer_fashion", "ppo_cartpole", "dqn_cartpole"]
+            "rbm_mnist", "dbn_mnist", "multitask_mnist_fashion", "transfer_fashion", "regress_diabetes", "ppo_cartpole",
+            "dqn_cartpole"]
+
+
+def test_every_model_and_agent_class_of_the_presets_runs_under_ddp():
+    targets = experiment_targets()
+    built = {t["model"] or t["agent"] for t in targets.values()}
+    covered = {targets[e]["model"] or targets[e]["agent"] for e in FAMILIES} | {"agents.sac.SAC"}  # SAC: test_sac.py
+    assert built - covered == set()
 
 
 def overrides(experiment: str, data_dir: Path) -> list[str]:

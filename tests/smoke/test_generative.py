@@ -5,12 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from helpers import make_cfg
+from generative.gan import GAN
+from generative.vae import VAE
+from helpers import experiments_with, make_cfg
 from lab.errors import ConfigError
 from lab.run import run
 
-GANS = ["gan_mnist", "gan_mnist_long", "gan_mlp_mnist", "wgan_gp_mnist", "cgan_mnist", "dcgan_fashion"]
-VAES = ["vae_mnist", "conv_vae_mnist", "vae_fashion"]
+GANS = experiments_with("model", GAN)
+VAES = experiments_with("model", VAE)
 GAN_SHRINK = ["model.val_samples=100", "model.test_samples=100", "trainer.limit_train_batches=5"]  # wgan: n_critic 5
 VAE_SHRINK = ["model.iw_samples=20", "model.iw_chunk=500", "model.quality_samples=100"]
 QUALITY = ("test/fid", "test/fid_floor", "test/classes_covered", "test/kl_uniform", "test/confidence")

@@ -7,26 +7,27 @@ import pytest
 import torch
 from omegaconf import open_dict
 
-from helpers import make_cfg
+from agents.dqn import DQN
+from agents.ppo import PPO
+from helpers import experiment_targets, experiments_with, make_cfg
 from lab.errors import ConfigError
 from lab.run import run
-from lab.validate import group_options
 
-RL_EXPERIMENTS = [e for e in group_options("experiment") if e.startswith(("ppo_", "dqn_"))]
+RL_EXPERIMENTS = experiments_with("agent", PPO, DQN)  # SAC's: tests/smoke/test_sac.py
 
 COMMON = ["logger=csv", "trainer.accelerator=cpu", "trainer.enable_model_summary=false", "~callbacks.model_summary",
           "agent.total_timesteps=256", "agent.eval_freq=128", "agent.eval_episodes=2", "agent.video=false",
           "agent.log_interval=64", "env.max_episode_steps=60", "callbacks.progress_bar.plain=true"]
-SHRINK = {
-    "ppo": ["env.num_envs=2", "agent.num_steps=32", "agent.batch_size=32", "agent.update_epochs=2"],
-    "dqn": ["env.num_envs=1", "agent.train_freq=4", "agent.gradient_steps=1", "agent.learning_starts=32",
+SHRINK = {  # by the agent's class
+    "agents.ppo.PPO": ["env.num_envs=2", "agent.num_steps=32", "agent.batch_size=32", "agent.update_epochs=2"],
+    "agents.dqn.DQN": ["env.num_envs=1", "agent.train_freq=4", "agent.gradient_steps=1", "agent.learning_starts=32",
             "agent.buffer_size=500", "agent.batch_size=16"],
 }
 
 
 def rl_cfg(experiment: str, tmp_path: Path, extra: list[str] = ()):
-    algo = experiment.split("_")[0]
-    return make_cfg([f"experiment={experiment}", *COMMON, *SHRINK[algo], *extra], tmp_path, None, smoke=False)
+    agent = experiment_targets()[experiment]["agent"]
+    return make_cfg([f"experiment={experiment}", *COMMON, *SHRINK[agent], *extra], tmp_path, None, smoke=False)
 
 
 def metrics_rows(cfg) -> list[dict[str, str]]:
@@ -55,7 +56,7 @@ def test_experiment_trains_evaluates_and_checkpoints(experiment, tmp_path):
     assert steps == sorted(steps) and max(steps) >= 256  # env steps on the x-axis
     keys = {k for r in rows for k, v in r.items() if v}
     assert {"eval/return", "time/sps", "train/learning_rate"} <= keys
-    if experiment.startswith("ppo_"):
+    if experiment_targets()[experiment]["agent"] == "agents.ppo.PPO":
         assert {"train/approx_kl", "train/clip_fraction", "train/explained_variance", "train/pg_loss",
                 "train/v_loss", "train/entropy"} <= keys
     else:
@@ -136,7 +137,7 @@ def test_dqn_evaluates_with_exploration_after_the_training_envs_close(tmp_path):
 
 @pytest.mark.parametrize("experiment", ["ppo_cartpole", "dqn_cartpole"])
 def test_same_seed_same_first_losses(experiment, tmp_path):
-    key = "train/pg_loss" if experiment.startswith("ppo") else "train/loss"
+    key = "train/pg_loss" if experiment_targets()[experiment]["agent"] == "agents.ppo.PPO" else "train/loss"
     losses = []
     for i in range(2):
         cfg = rl_cfg(experiment, tmp_path / str(i), ["seed=7"])
@@ -195,7 +196,7 @@ def test_multirun_compares_ours_and_sb3_in_one_sweep(tmp_path):
     import sys
 
     # trainer / callbacks settings are the lab's agents' only: SB3's loop would refuse them (next test)
-    overrides = [o for o in COMMON + SHRINK["ppo"] if not o.startswith(("~", "trainer.", "callbacks."))]
+    overrides = [o for o in COMMON + SHRINK["agents.ppo.PPO"] if not o.startswith(("~", "trainer.", "callbacks."))]
     cmd = [sys.executable, "-m", "lab", "-m", "experiment=ppo_cartpole", "agent=ppo,sb3_ppo", "seed=0",
            *overrides, f"hydra.sweep.dir={tmp_path}/sweep", f"paths.log_dir={tmp_path}/logs"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, WANDB_MODE="offline"), timeout=300)

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import CountingHooks, make_cfg
+from agents.sac import SAC
+from helpers import CountingHooks, experiments_with, make_cfg
 from lab.run import run
-from lab.validate import group_options
 
-SAC_EXPERIMENTS = [e for e in group_options("experiment") if e.startswith("sac_")]
+SAC_EXPERIMENTS = experiments_with("agent", SAC)
 
 COMMON = ["logger=csv", "trainer.accelerator=cpu", "trainer.enable_model_summary=false", "~callbacks.model_summary",
           "agent.total_timesteps=256", "agent.eval_freq=128", "agent.eval_episodes=2", "agent.video=false",
@@ -44,7 +44,7 @@ def test_both_presets_are_covered():
     assert set(SAC_EXPERIMENTS) >= {"sac_pendulum", "sac_halfcheetah"}
 
 
-@pytest.mark.parametrize("experiment", ["sac_pendulum", "sac_halfcheetah"])
+@pytest.mark.parametrize("experiment", SAC_EXPERIMENTS)
 def test_experiment_trains_evaluates_and_checkpoints(experiment, tmp_path):
     cfg = sac_cfg(experiment, tmp_path)
     metrics = run(cfg)

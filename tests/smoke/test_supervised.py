@@ -5,14 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from helpers import make_cfg
+from helpers import experiments_with, make_cfg
 from lab.errors import ConfigError
+from lab.models import Classifier
 from lab.run import run
 from lab.validate import group_options
 
-EXPERIMENTS = [e for e in group_options("experiment")
-               if e in {"mlp_mnist", "cnn_mnist", "resnet_fashion", "lstm_seqmnist", "gru_seqmnist",
-                        "transformer_seqmnist"}]
+# the classifiers; transfer_fashion starts from a trained source: tests/smoke/test_lifecycle.py
+EXPERIMENTS = [e for e in experiments_with("model", Classifier) if e != "transfer_fashion"]
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)

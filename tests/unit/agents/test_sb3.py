@@ -20,6 +20,7 @@ from agents.common.wrappers import NormalizeObservation
 from agents.sb3 import SB3DQN, SB3PPO, SB3Algorithm
 from agents.sb3.any import ALGORITHMS, constructor_keys, make_action_noise
 from agents.sb3.base import ACTION_SPACES, _ToLabLoggers, check_action_space, choose_policy, norm_obs_keys
+from lab.layout import RunLayout
 
 ADAM = functools.partial(torch.optim.Adam)
 
@@ -50,8 +51,8 @@ def test_log_interval_spaces_the_logged_steps():
 def test_save_replay_buffer_writes_the_buffer_beside_the_checkpoint(tmp_path):
     agent = SB3DQN(EnvConfig("CartPole-v1"), ADAM, save_replay_buffer=True)
     saved = []
-    agent.after_learn(SimpleNamespace(save_replay_buffer=saved.append), tmp_path)
-    assert saved == [tmp_path / "last_replay_buffer.pkl"]
+    agent.after_learn(SimpleNamespace(save_replay_buffer=saved.append), RunLayout(tmp_path))
+    assert saved == [tmp_path / "checkpoints" / "last_replay_buffer.pkl"]
 
 
 @pytest.mark.parametrize(("key", "value"), [("per_alpha", 0.7), ("per_beta", 0.5), ("dueling", True),

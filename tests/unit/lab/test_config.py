@@ -7,7 +7,7 @@ from hydra.errors import ConfigCompositionException
 from lightning.pytorch import LightningDataModule, LightningModule
 from omegaconf import OmegaConf
 
-from helpers import build, make_cfg
+from helpers import build, experiments_with, make_cfg
 from lab.errors import ConfigError
 from lab.instantiate import instantiate
 from lab.paths import CONFIG_DIR
@@ -29,7 +29,7 @@ def test_groups_have_the_expected_options():
                                                 "gru_seqmnist", "transformer_seqmnist"}
 
 
-USER_DATA = ("image_folder", "torchvision", "tabular")  # they need data.root / data.name: tests/unit/lab/test_user_data.py
+USER_DATA = ("image_folder", "torchvision", "tabular")  # they need data.root / data.name: tests/smoke/test_user_data.py
 NOT_IMAGES = ("seq2seq", "diabetes")  # generated token sequences: tests/unit/lab/test_seq2seq.py
 SEVERAL = ("multitask_mnist_fashion",)  # several datasets at once: tests/unit/lab/test_multitask.py
 
@@ -103,8 +103,7 @@ def test_callbacks_default(tmp_path):
     assert cfg.callbacks.last_checkpoint.filename == "last" and cfg.callbacks.last_checkpoint.monitor is None
 
 
-RL = [e for e in group_options("experiment")
-      if "override /family: rl" in (CONFIG_DIR / "experiment" / f"{e}.yaml").read_text()]
+RL = experiments_with("agent")
 
 
 @pytest.mark.parametrize("name", RL)
@@ -118,8 +117,27 @@ def test_rl_experiment_options(name, tmp_path):
     OmegaConf.to_container(cfg, resolve=True)
 
 
-# SAC takes Box actions: Pendulum; the others a vector env and an Atari one
-AGENT_ENVS = [(a, e) for a in group_options("agent") for e in (["pendulum"] if "sac" in a else ["cartpole", "pong"])]
+def box_actions_only(agent: str) -> bool:
+    """Whether agent=<agent> takes Box actions alone: told by its class (the lab's SAC) or its SB3 algorithm."""
+    from gymnasium import spaces
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import get_class
+
+    from agents.sac import SAC
+    from agents.sb3.base import ACTION_SPACES
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        node = compose("config", overrides=["family=rl", f"agent={agent}"]).agent
+    cls = get_class(node._target_)
+    algo = node.get("algo") or getattr(cls, "algorithm", None)  # SB3's algorithm: by name or the wrapper's class
+    if algo is not None:
+        return ACTION_SPACES[algo if isinstance(algo, str) else algo.__name__] == (spaces.Box,)
+    return issubclass(cls, SAC)
+
+
+# Box-only agents on Pendulum; the others on a vector env and an Atari one
+AGENT_ENVS = [(a, e) for a in group_options("agent") for e in (["pendulum"] if box_actions_only(a) else
+                                                               ["cartpole", "pong"])]
 
 
 @pytest.mark.parametrize(("agent", "env"), AGENT_ENVS)

@@ -22,6 +22,7 @@ from devices import not_moved, reachable_tensors
 from lightning.pytorch import Trainer
 from torch import nn
 
+from agents.ppo import PPO
 from helpers import build, make_cfg
 
 
@@ -110,5 +111,5 @@ def test_agents_move_every_tensor(agent, tmp_path):
     finally:
         module.teardown("fit")
     assert moved == []
-    if agent.startswith("ppo"):  # the rollout buffer was made after the move, on the module's device
+    if isinstance(module, PPO):  # the rollout buffer was made after the move, on the module's device
         assert "module.buffer.obs" in tensors
