@@ -60,9 +60,8 @@ class Row:
     agreement: float | None = None  # share of test predictions equal to the fp32 model's
 
 
-def check_settings(sparsities: Iterable[Any], channel_ratios: Iterable[Any], finetune_epochs: Any,
-                   quantization: Any) -> None:
-    """ValueError naming the first compress.* value out of range."""
+def check_prune_settings(sparsities: Iterable[Any], channel_ratios: Iterable[Any], finetune_epochs: Any) -> None:
+    """ValueError naming the first of mode=prune's compress.* values out of range."""
     for key, values in (("compress.sparsities", sparsities), ("compress.channel_ratios", channel_ratios)):
         for v in values:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
@@ -70,6 +69,10 @@ def check_settings(sparsities: Iterable[Any], channel_ratios: Iterable[Any], fin
                                  "channels removed; 0.9 keeps a tenth).")
     if isinstance(finetune_epochs, bool) or not isinstance(finetune_epochs, int) or finetune_epochs < 0:
         raise ValueError(f"compress.finetune_epochs={finetune_epochs!r} must be an integer >= 0.")
+
+
+def check_export_settings(quantization: Any) -> None:
+    """ValueError naming mode=export's compress.quantization unless it is one of QUANTIZATIONS."""
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"compress.quantization={quantization!r} is not valid; valid choices: "
                          f"{', '.join(QUANTIZATIONS)}.")
@@ -424,17 +427,20 @@ def compress_metrics(rows: list[Row]) -> dict[str, float]:
             if k != "variant" and v is not None}
 
 
-def compress_classifier(model: nn.Module, datamodule: Any, cfg: Any, out: Path, mode: str) -> dict[str, float]:
-    """mode=prune: magnitude and channel pruning; mode=export: int8 and ONNX; fp32 first in both. Returns
-    compress/<variant>/<figure> metrics; writes the table, the plot, and the variants' files under `out`."""
+Variants = Callable[[nn.Module, Any, Any, "Bench"], list[Row]]
+
+
+def compress_classifier(model: nn.Module, datamodule: Any, cfg: Any, out: Path, variants: Variants,
+                        files: Path) -> dict[str, float]:
+    """The fp32 model, then what `variants` makes of it (pruned_variants, exported_variants), each measured on the
+    same test batches. Returns compress/<variant>/<figure> metrics; writes the table and the plot into the run
+    folder `out` and the variants' files into `files`."""
     batches = measured_batches(datamodule, cfg)
     model = model.cpu().eval()
     repeats = int(cfg.compress.latency_repeats)
     base, reference = measure("fp32", model, batches, count_params(model), file_kib(model.state_dict()), repeats, None)
-    layout = RunLayout(out)
-    bench = Bench(batches, reference, repeats, layout.pruned if mode == "prune" else layout.exported)
+    bench = Bench(batches, reference, repeats, files)
     bench.files.mkdir(parents=True, exist_ok=True)
-    variants = pruned_variants if mode == "prune" else exported_variants
     rows = [base, *variants(model, datamodule, cfg, bench)]
     write_table(rows, out)
     print(markdown(rows))

@@ -11,13 +11,20 @@ from omegaconf import DictConfig, OmegaConf
 
 from lab.errors import ConfigError
 from lab.layout import RunLayout, runs_under
+from lab.paths import CONFIG_DIR
 
 # Keys that may differ between a run and its continuation: where things go, how it is started and shown.
 # How long it runs may differ too (a finished run can be extended): the runner's `length_keys`.
-# The settings of the checkpoint modes (conf/mode/*.yaml) are not the trained model's: only mode=train resumes, and
-# runs made before `mode` became a config group carry all of them in their run_config.yaml.
 NOT_CONFIGURATION = ("resume", "ckpt_path", "mode", "modes", "test", "paths", "logger", "optuna", "hydra", "tags",
-                     "callbacks.progress_bar", "callbacks.preemption", "compress", "predict", "explain", "attack")
+                     "callbacks.progress_bar", "callbacks.preemption")
+
+
+def mode_settings() -> tuple[str, ...]:
+    """The nodes the lab's mode files (conf/mode/*.yaml) hold besides `mode` and `modes`: the modes' settings, not
+    the trained model's (only mode=train resumes, and runs saved before `mode` became a config group carry them
+    all in their run_config.yaml)."""
+    keys = {k for f in (CONFIG_DIR / "mode").glob("*.yaml") for k in yaml.safe_load(f.read_text()) or {}}
+    return tuple(sorted(keys - {"mode", "modes"}))
 
 
 def configuration(cfg: DictConfig, length_keys: tuple[str, ...]) -> dict[str, Any]:
@@ -26,7 +33,7 @@ def configuration(cfg: DictConfig, length_keys: tuple[str, ...]) -> dict[str, An
 
 
 def _without_changeable(data: dict[str, Any], length_keys: tuple[str, ...]) -> dict[str, Any]:
-    for key in (*NOT_CONFIGURATION, *length_keys):
+    for key in (*NOT_CONFIGURATION, *mode_settings(), *length_keys):
         *parents, last = key.split(".")
         node = data
         for p in parents:

@@ -1,16 +1,17 @@
 """Modes: what a run does, `python -m lab experiment=... mode=<name>`. Each is a class following the `Mode`
-contract (lab.contracts), registered by name in the config's `modes` node (conf/config.yaml):
+contract (lab.contracts). `mode` is a config group: `mode=<name>` picks `conf/mode/<name>.yaml`, which sets the key
+`mode`, names the mode's class in the `modes` node and holds the mode's own settings (`predict:`, `explain:`,
+`attack:`, `compress:` for prune and export), so a run carries its own mode alone:
 
+    mode: predict
     modes:
-      train: lab.modes.train.Train
       predict: lab.modes.predict.Predict
+    predict:
+      batch_size: 256
       ...
 
-`mode` is a config group: `mode=<name>` picks `conf/mode/<name>.yaml`, which sets the key `mode` and holds that
-mode's own settings (`predict:`, `explain:`, `attack:`, `compress:` for prune and export), so a run carries the
-settings of its own mode only. A mode of one's own plugs in by configuration alone: a `mode/<name>.yaml` in one's
-config folder (`--config-dir`) that sets `mode: <name>`, adds `modes.<name>: <package.module.Class>` and its
-settings.
+A mode of one's own plugs in by configuration alone, the same way: a `mode/<name>.yaml` in one's config folder
+(`--config-dir`).
 """
 
 from __future__ import annotations
@@ -22,18 +23,15 @@ from lab.contracts import Mode
 from lab.errors import ConfigError
 
 
-def mode_names(cfg: DictConfig) -> list[str]:
-    """The modes the config registers."""
-    return list(cfg.get("modes") or {})
-
-
 def load_mode(cfg: DictConfig) -> Mode:
     """The Mode that `cfg.mode` names (a fresh instance); ConfigError naming the valid choices."""
     name, registered = cfg.get("mode"), cfg.get("modes") or {}
     if not isinstance(name, str) or name not in registered:
-        raise ConfigError(f"mode={name!r} is not valid; valid choices: {', '.join(mode_names(cfg))} (the config's "
-                          "`modes` node; a mode of your own: a mode/<name>.yaml in your --config-dir that sets `mode: <name>` and "
-                          "`modes.<name>: <package.module.Class>`).")
+        from lab.validate import group_options
+
+        raise ConfigError(f"mode={name!r} names no class: the config's `modes` node has no {name!r}. A mode's file, "
+                          "mode/<name>.yaml (yours: in your --config-dir), sets `mode: <name>` and `modes.<name>: "
+                          f"<package.module.Class>`; the lab's modes: {', '.join(group_options('mode'))}.")
     path = registered[name]
     try:
         cls = get_class(str(path))

@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from lab.compress import (
-    check_settings,
+    check_export_settings,
+    check_prune_settings,
     global_magnitude,
     make_permanent,
     prunable,
@@ -44,11 +45,14 @@ def test_global_magnitude_removes_the_smallest_weights_of_all_layers_together_an
 
 
 def test_settings_are_checked_and_auto_quantization_follows_the_layers():
-    check_settings([0, 0.5], [0.25], 1, "auto")
+    check_prune_settings([0, 0.5], [0.25], 1)
+    check_export_settings("auto")
     with pytest.raises(ValueError, match=r"compress.channel_ratios=\[1\]: 1 is outside \[0, 1\)"):
-        check_settings([], [1], 1, "auto")
+        check_prune_settings([], [1], 1)
     with pytest.raises(ValueError, match="compress.finetune_epochs=-1 must be an integer >= 0"):
-        check_settings([], [], -1, "auto")
+        check_prune_settings([], [], -1)
+    with pytest.raises(ValueError, match="compress.quantization='int4' is not valid; valid choices: auto, static"):
+        check_export_settings("int4")
     assert resolve_quantization(Net(), "static") == "dynamic"  # recurrent layers: dynamic only
     assert resolve_quantization(nn.Sequential(nn.Conv2d(1, 2, 3)), "auto") == "static"
     assert resolve_quantization(nn.Sequential(nn.Linear(2, 2)), "auto") == "dynamic"

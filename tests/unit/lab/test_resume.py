@@ -8,7 +8,7 @@ import yaml
 from helpers import make_cfg
 from lab.errors import ConfigError
 from lab.layout import RunLayout
-from lab.resume import configuration, find_resume_checkpoint, save_run_config
+from lab.resume import configuration, find_resume_checkpoint, mode_settings, save_run_config
 
 LENGTH = ("trainer.max_epochs", "trainer.max_steps")
 
@@ -43,6 +43,7 @@ def test_a_run_of_another_configuration_is_named_with_the_difference(tmp_path):
 
 
 def test_mode_settings_are_not_part_of_the_configuration(tmp_path):
+    assert mode_settings() == ("attack", "compress", "explain", "predict")  # read from conf/mode/*.yaml
     trained = configuration(make_cfg(["experiment=mlp_mnist"], tmp_path, None), LENGTH)
     pruned = configuration(make_cfg(["experiment=mlp_mnist", "mode=prune", "compress.sparsities=[0.3]"], tmp_path,
                                     None), LENGTH)
