@@ -41,17 +41,17 @@ class Attack(Mode):
     def check_settings(self, cfg: DictConfig) -> None:
         from lab.robustness import ATTACKS, check_attack, check_epsilon
 
-        a = cfg.get("attack") or {}
-        methods, epsilons = list(a.get("methods") or []), list(a.get("epsilons") or [])
+        a = cfg.attack  # every key from conf/mode/attack.yaml
+        methods, epsilons = list(a.methods or []), list(a.epsilons or [])
         try:
             check_choices("attack.methods", methods, ATTACKS)
             if not epsilons:
                 raise ValueError("attack.epsilons is empty; list one or more L-inf radii in [0, 1], e.g. [0.1, 0.3].")
             for eps in epsilons:
                 check_epsilon(f"attack.epsilons={epsilons}: epsilon", eps)
-            check_attack("attack.", methods[0], a.get("pgd_steps"), a.get("pgd_step_size"))
-            if a.get("limit_batches") is not None:
-                check_number("attack.limit_batches", a.get("limit_batches"), 1, integer=True, strict=False)
+            check_attack("attack.", methods[0], a.pgd_steps, a.pgd_step_size)
+            if a.limit_batches is not None:
+                check_number("attack.limit_batches", a.limit_batches, 1, integer=True, strict=False)
         except ValueError as e:  # each message names its key already
             raise ConfigError(str(e)) from None
 
@@ -75,7 +75,7 @@ class Attack(Mode):
         pixels = Pixels.of(runner.datamodule)
         batches = test_batches(runner.datamodule, context.cfg)
         epsilons = [float(e) for e in a.epsilons]
-        rows = evaluate(model, batches, pixels, list(a.methods), epsilons, int(a.pgd_steps), a.get("pgd_step_size"),
+        rows = evaluate(model, batches, pixels, list(a.methods), epsilons, int(a.pgd_steps), a.pgd_step_size,
                         device_for(context.cfg))
         write_outputs(rows, context.output_dir, context.loggers)
         print(markdown(rows))
@@ -95,7 +95,7 @@ def test_batches(datamodule: Any, cfg: DictConfig) -> list[tuple[torch.Tensor, t
     else all."""
     datamodule.prepare_data()
     datamodule.setup("test")
-    limit = cfg.attack.get("limit_batches")
+    limit = cfg.attack.limit_batches
     if limit is None:
         limit = cfg.trainer.get("limit_test_batches")
         limit = limit if isinstance(limit, int) and not isinstance(limit, bool) else None

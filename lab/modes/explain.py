@@ -39,12 +39,12 @@ class Explain(Mode):
     """mode=explain: saliency / integrated gradients of a classifier, attention maps of a seq2seq model."""
 
     def check_settings(self, cfg: DictConfig) -> None:
-        e = cfg.get("explain") or {}
-        methods = list(e.get("methods") or [])
+        e = cfg.explain  # every key from conf/mode/explain.yaml
+        methods = list(e.methods or [])
         try:
             check_choices("explain.methods", methods, METHODS)
-            check_number("explain.num_images", e.get("num_images"), 1, integer=True, strict=False)
-            check_number("explain.ig_steps", e.get("ig_steps"), 1, integer=True, strict=False)
+            check_number("explain.num_images", e.num_images, 1, integer=True, strict=False)
+            check_number("explain.ig_steps", e.ig_steps, 1, integer=True, strict=False)
         except ValueError as err:  # each message names its key already
             raise ConfigError(str(err)) from None
 

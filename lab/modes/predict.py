@@ -41,7 +41,8 @@ GRID_ROW = 10  # images per row of the sample grid (a conditional GAN: one class
 
 
 def _settings(cfg: DictConfig) -> DictConfig:
-    return cfg.get("predict") or DictConfig({})
+    """The `predict:` node, every key of it from conf/mode/predict.yaml (a missing one is Hydra's error)."""
+    return cfg.predict
 
 
 class Predict(Mode):
@@ -50,13 +51,12 @@ class Predict(Mode):
     def check_settings(self, cfg: DictConfig) -> None:
         p = _settings(cfg)
         with building("predict"):
-            check_ints("predict.", batch_size=(p.get("batch_size", 256), 1), num_samples=(p.get("num_samples", 64), 1),
-                       episodes=(p.get("episodes", 5), 1))
+            check_ints("predict.", batch_size=(p.batch_size, 1), num_samples=(p.num_samples, 1), episodes=(p.episodes, 1))
         for key in ("input", "output"):
-            value = p.get(key)
+            value = p[key]
             if value is not None and not isinstance(value, str):
                 raise ConfigError(f"predict.{key}={value!r} is not valid: it must be a path (or null).")
-        if p.get("input") and not Path(p.input).expanduser().exists():
+        if p.input and not Path(p.input).expanduser().exists():
             raise ConfigError(f"predict.input={p.input!r}: no such file or folder; give an image folder, an image "
                               "file, or a .npy / .csv file of examples (classifiers and regressors).")
 
@@ -69,16 +69,16 @@ class Predict(Mode):
         if kind in ("classifier", "regressor"):
             with building("data", cfg.data.get("_target_")):
                 spec = input_spec(runner.datamodule)
-            read_input(p.get("input"), spec)  # the whole input checked before the run folder is made
-            table_path(p.get("output"), Path(cfg.paths.output_dir))
+            read_input(p.input, spec)  # the whole input checked before the run folder is made
+            table_path(p.output, Path(cfg.paths.output_dir))
             load_weights(runner.model, cfg.ckpt_path, cfg.mode)
             restore_datamodule(runner.datamodule, cfg.ckpt_path)
             return
         what = "a generative model samples from noise" if kind == "generative" else "an RL agent plays its env"
-        if p.get("input") is not None:
+        if p.input is not None:
             raise ConfigError(f"predict.input={p.input!r} is for classifiers and regressors; {what} and reads no "
                               "input: leave predict.input out (null).")
-        output_folder(p.get("output"), Path(cfg.paths.output_dir), kind)
+        output_folder(p.output, Path(cfg.paths.output_dir), kind)
         if kind == "generative":
             load_weights(runner.model, cfg.ckpt_path, cfg.mode)
         else:
@@ -189,8 +189,8 @@ def predict_table(runner: Runner, context: RunContext, ckpt_path: str, kind: str
     assert isinstance(runner, DataModelRunner)
     p = _settings(context.cfg)
     spec = input_spec(runner.datamodule)
-    examples = read_input(p.get("input"), spec)
-    path = table_path(p.get("output"), context.output_dir)
+    examples = read_input(p.input, spec)
+    path = table_path(p.output, context.output_dir)
     device = _device(context)
     model = load_weights(runner.model, ckpt_path, context.cfg.mode).to(device)
     restore_datamodule(runner.datamodule, ckpt_path)
@@ -257,7 +257,7 @@ def sample_images(runner: Runner, context: RunContext, ckpt_path: str) -> dict[s
 
     assert isinstance(runner, DataModelRunner)
     p = _settings(context.cfg)
-    folder = output_folder(p.get("output"), context.output_dir, "generative")
+    folder = output_folder(p.output, context.output_dir, "generative")
     device = _device(context)
     model = load_weights(runner.model, ckpt_path, context.cfg.mode).to(device)
     n, batch = int(p.num_samples), int(p.batch_size)
@@ -302,7 +302,7 @@ def play_episodes(runner: Runner, context: RunContext, ckpt_path: str) -> dict[s
 
     p = _settings(context.cfg)
     agent = runner.agent
-    folder = output_folder(p.get("output"), context.output_dir, "agent")
+    folder = output_folder(p.output, context.output_dir, "agent")
     _load_policy(runner, ckpt_path)
     video_dir = RunLayout(folder).videos if agent.video else None
     start = time.perf_counter()
