@@ -11,6 +11,8 @@
   in its config instead.
 - `ModelHooks` (a LightningModule's mixin): optional hooks the lab calls, each with a default that does
   nothing. A model without the mixin gets those defaults.
+- `ImageSampler` (a generative LightningModule's mixin): `sample_images`, what mode=predict draws from a model
+  that generates images. Required by the mixin; a model without it is not sampled.
 
 A new family, mode, data set or model plugs in from outside the repository by subclassing these and naming the
 class in a config node (docs/architecture.md has a guide and tests/smoke/test_plugins.py does it).
@@ -181,6 +183,18 @@ class DataFacts:
 
 # The keys a model's nodes may leave null for the data to fill: derived from what DataFacts gives.
 DATA_KEYS: tuple[str, ...] = tuple(DataFacts().dims())
+
+
+class ImageSampler(ABC):
+    """A model that generates images (the lab's GAN, VAE, RBM; yours, by mixing this in): mode=predict samples
+    `predict.num_samples` images of it to files and a grid."""
+
+    grid_row: int = 10  # images per row of the grid mode=predict draws (a conditional model: one class a row)
+
+    @abstractmethod
+    def sample_images(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The samples numbered `indices` (B,), on the model's device: images (B, C, H, W) in [0, 1], and the class
+        of each (B,), or None for an unconditional model (the numbers let a conditional one lay out its grid)."""
 
 
 class ModelHooks:

@@ -17,10 +17,8 @@ from generative.gan.nets import Conditional
 from generative.media import log_grid
 from generative.quality import QualityMixin, check_image_data
 from lab.checks import check_choice
-from lab.contracts import ModelHooks
+from lab.contracts import ImageSampler, ModelHooks
 from lab.models.base import evaluating
-
-GRID_ROW = 10  # images per row of the sample grid
 
 
 def ema_with_warmup(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -34,7 +32,7 @@ def ema_with_warmup(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch
     return avg_fn
 
 
-class GAN(ModelHooks, QualityMixin, LightningModule):
+class GAN(ModelHooks, ImageSampler, QualityMixin, LightningModule):
     def __init__(
         self,
         generator: nn.Module,
@@ -71,8 +69,8 @@ class GAN(ModelHooks, QualityMixin, LightningModule):
                               if ema_decay is not None else None)
         g = torch.Generator().manual_seed(0)
         self.register_buffer("fixed_z", torch.randn(grid_size, self.latent_dim, generator=g))
-        # conditional grids: one row (GRID_ROW images) per class
-        self.register_buffer("fixed_y", torch.arange(grid_size) // GRID_ROW % max(1, self.num_classes))
+        # conditional grids: one row (grid_row images) per class
+        self.register_buffer("fixed_y", torch.arange(grid_size) // self.grid_row % max(1, self.num_classes))
         self.init_quality(quality_dataset)  # the referee: a child module that no checkpoint holds
         self.metric_fallback: tuple[str, str] | None = None  # read by lab.data_model_runner.DataModelRunner
 
@@ -87,6 +85,11 @@ class GAN(ModelHooks, QualityMixin, LightningModule):
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.generator(z, y if self.num_classes else None)
+
+    def sample_images(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A cGAN's classes follow the grid's rows (grid_row images a class), as its own sample grids."""
+        y = indices // self.grid_row % self.num_classes if self.num_classes else None
+        return self.sample(len(indices), y=y), y
 
     @torch.no_grad()
     def sample(self, n: int, y: torch.Tensor | None = None, z: torch.Tensor | None = None) -> torch.Tensor:
@@ -147,7 +150,7 @@ class GAN(ModelHooks, QualityMixin, LightningModule):
         if self.trainer.sanity_checking:
             return
         y = self.fixed_y if self.num_classes else None
-        log_grid(self, self.sample(len(self.fixed_z), y=y, z=self.fixed_z), "samples", nrow=GRID_ROW)
+        log_grid(self, self.sample(len(self.fixed_z), y=y, z=self.fixed_z), "samples", nrow=self.grid_row)
         figures = self.quality_figures(self.sample, self.hparams.val_samples)
         self.log_dict({f"val/{k}": v for k, v in figures.items()}, sync_dist=True)
 

@@ -19,7 +19,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from generative.media import log_grid
 from generative.rbm.layer import RBMLayer
-from generative.rbm.module import GRID_ROW, check_k, filters_grid, visible
+from generative.rbm.module import check_k, filters_grid, visible
 from lab.checks import check_ints
 from lab.contracts import ModelHooks
 from lab.errors import ConfigError
@@ -121,7 +121,7 @@ class DBN(ModelHooks, LightningModule):
     def on_validation_epoch_end(self) -> None:
         if not self.trainer.sanity_checking and self.phase() == 0:  # the first layer's filters while it learns
             W = self.rbms[0].W.detach()
-            log_grid(self, filters_grid(W, min(100, W.shape[1]), self.image_shape), "filters", nrow=GRID_ROW)
+            log_grid(self, filters_grid(W, min(100, W.shape[1]), self.image_shape), "filters")  # log_grid: 10 a row
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch

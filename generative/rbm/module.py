@@ -10,8 +10,7 @@ from lightning.pytorch import LightningModule
 from generative.media import log_grid
 from generative.rbm.layer import RBMLayer
 from lab.checks import check_ints
-
-GRID_ROW = 10
+from lab.contracts import ImageSampler
 
 
 def check_k(k: int) -> None:
@@ -36,7 +35,7 @@ def filters_grid(W: torch.Tensor, n: int, shape: tuple[int, ...]) -> torch.Tenso
     return ((w - lo) / (hi - lo).clamp_min(1e-8)).view(-1, *shape)
 
 
-class RBM(LightningModule):
+class RBM(ImageSampler, LightningModule):
     """Bernoulli-Bernoulli RBM on flattened images in [0, 1] (data.normalize=none).
 
     Logs train/cd_loss (mean F(data) - F(model samples)), train/recon_error and, on validation and test
@@ -115,6 +114,10 @@ class RBM(LightningModule):
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "test")
 
+    def sample_images(self, indices: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """After hparams.sample_steps Gibbs steps."""
+        return self.sample(len(indices), self.hparams.sample_steps), None
+
     @torch.no_grad()
     def sample(self, n: int, steps: int) -> torch.Tensor:
         """p(v | h) after `steps` Gibbs steps from uniform noise: (n, C, H, W) in [0, 1]."""
@@ -127,8 +130,8 @@ class RBM(LightningModule):
             return
         n = self.hparams.grid_size
         log_grid(self, filters_grid(self.rbm.W.detach(), min(n, self.rbm.W.shape[1]), self.image_shape), "filters",
-                 nrow=GRID_ROW)
-        log_grid(self, self.sample(n, self.hparams.sample_steps), "samples", nrow=GRID_ROW)
+                 nrow=self.grid_row)
+        log_grid(self, self.sample(n, self.hparams.sample_steps), "samples", nrow=self.grid_row)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(params=self.parameters())

@@ -18,13 +18,13 @@ from generative.media import log_grid
 from generative.quality import QualityMixin, check_image_data
 from generative.vae.losses import iwae_log_likelihood, kl_standard_normal, log_likelihood, reparameterize
 from lab.checks import check_choice
-from lab.contracts import ModelHooks
+from lab.contracts import ImageSampler, ModelHooks
 from lab.models.optim import configure
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
 
-class VAE(ModelHooks, QualityMixin, LightningModule):
+class VAE(ModelHooks, ImageSampler, QualityMixin, LightningModule):
     def __init__(
         self,
         encoder: nn.Module,
@@ -152,6 +152,9 @@ class VAE(ModelHooks, QualityMixin, LightningModule):
     def on_test_epoch_end(self) -> None:
         figures = self.quality_figures(self.sample, self.hparams.quality_samples, floor=True)
         self.log_dict({f"test/{k}": v for k, v in figures.items()}, sync_dist=True)
+
+    def sample_images(self, indices: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return self.sample(len(indices)), None
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:

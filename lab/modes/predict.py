@@ -15,7 +15,6 @@ import csv
 import logging
 import re
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from lab.checks import check_ints
-from lab.contracts import Mode, RunContext, Runner, data_facts
+from lab.contracts import ImageSampler, Mode, RunContext, Runner, data_facts
 from lab.data_model_runner import DataModelRunner
 from lab.errors import ConfigError, building
 from lab.layout import RunLayout
@@ -37,7 +36,6 @@ log = logging.getLogger("lab")
 
 APPLIES_TO = ("classifiers (model=classifier, any backbone; model=dbn), regressors (model=regressor), generative "
               "models (GAN, cGAN, WGAN-GP, VAE, conv VAE, RBM) and the lab's RL agents (agent=ppo | dqn | sac)")
-GRID_ROW = 10  # images per row of the sample grid (a conditional GAN: one class per row, as its own grids)
 
 
 def _settings(cfg: DictConfig) -> DictConfig:
@@ -97,16 +95,14 @@ def family(runner: Runner) -> str | None:
     """classifier | regressor | generative | agent: what mode=predict does for the runner's model; None when
     it does not apply."""
     if isinstance(runner, DataModelRunner):
-        from generative.gan import GAN
-        from generative.rbm import DBN, RBM
-        from generative.vae import VAE
+        from generative.rbm import DBN
         from lab.models import Classifier, Regressor
 
         if isinstance(runner.model, (Classifier, DBN)):
             return "classifier"
         if isinstance(runner.model, Regressor):
             return "regressor"
-        return "generative" if isinstance(runner.model, (GAN, VAE, RBM)) else None
+        return "generative" if isinstance(runner.model, ImageSampler) else None
     from agents.common.runner import AgentRunner
 
     return "agent" if isinstance(runner, AgentRunner) else None
@@ -227,24 +223,6 @@ def predict_table(runner: Runner, context: RunContext, ckpt_path: str, kind: str
 
 
 # ---- generative models ---------------------------------------------------------------------------------------
-def sampler(model: nn.Module) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]:
-    """indices of the samples (B,) -> (images (B, C, H, W) in [0, 1], their classes (B,) or None), as each
-    family samples its own grids: the GAN's EMA generator (cGAN: one class per grid row), the VAE decoder's
-    mean image of z ~ N(0, I), the RBM's p(v | h) after model.sample_steps Gibbs steps from noise."""
-    from generative.gan import GAN
-    from generative.rbm import RBM
-
-    if isinstance(model, GAN):
-        def gan(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-            y = idx // GRID_ROW % model.num_classes if model.num_classes else None
-            return model.sample(len(idx), y=y), y
-
-        return gan
-    if isinstance(model, RBM):
-        return lambda idx: (model.sample(len(idx), model.hparams.sample_steps), None)
-    return lambda idx: (model.sample(len(idx)), None)  # VAE
-
-
 def _file_part(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "class"
 
@@ -261,12 +239,11 @@ def sample_images(runner: Runner, context: RunContext, ckpt_path: str) -> dict[s
     device = _device(context)
     model = load_weights(runner.model, ckpt_path, context.cfg.mode).to(device)
     n, batch = int(p.num_samples), int(p.batch_size)
-    sample = sampler(model)
     start = time.perf_counter()
     images, classes = [], []
     with torch.no_grad():
         for first in range(0, n, batch):
-            x, y = sample(torch.arange(first, min(first + batch, n), device=device))
+            x, y = model.sample_images(torch.arange(first, min(first + batch, n), device=device))
             images.append(x.float().clamp(0, 1).cpu())
             classes += y.tolist() if y is not None else []
     images_t = torch.cat(images)
@@ -277,7 +254,7 @@ def sample_images(runner: Runner, context: RunContext, ckpt_path: str) -> dict[s
     for i, image in enumerate(images_t):  # grey images stay grey (mode L): what the model's data are
         suffix = f"_{_file_part(labels[classes[i]] if classes[i] < len(labels) else str(classes[i]))}" if classes else ""
         to_pil_image(image.mul(255).round().to(torch.uint8)).save(folder / f"sample_{i:0{width}d}{suffix}.png")
-    grid = make_grid(images_t, nrow=min(GRID_ROW, n), padding=2, pad_value=1.0)  # (3, H', W')
+    grid = make_grid(images_t, nrow=min(model.grid_row, n), padding=2, pad_value=1.0)  # (3, H', W')
     grid = grid.repeat_interleave(2, 1).repeat_interleave(2, 2)  # 2x: 28-pixel images are too small to judge
     save_image(grid, folder / "grid.png")
     log_image_array(context.loggers, "predict/samples", grid.permute(1, 2, 0).mul(255).round().to(torch.uint8).numpy(),

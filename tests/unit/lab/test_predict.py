@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch import LightningModule
 from PIL import Image
 from torch import nn
 
 from helpers import build, make_cfg, write_image_folder
-from lab.contracts import RunContext
+from lab.contracts import ImageSampler, RunContext
 from lab.data import TabularDataModule
 from lab.data_model_runner import DataModelRunner
 from lab.errors import ConfigError
@@ -185,6 +186,31 @@ def test_generative_models_sample_images_in_0_1_of_their_size(experiment, tmp_pa
     assert Image.open(folder / "grid.png").size == (2 * (10 * 30 + 2), 2 * (3 * 30 + 2))
     if experiment == "cgan_mnist":  # one class per grid row, named in the file
         assert files[0].name == "sample_0000_0.png" and files[12].name == "sample_0012_1.png"
+
+
+class Shades(ImageSampler, LightningModule):
+    """A user's image generator, by the ImageSampler contract alone: sample i is a 28x28 grey image of shade i/100."""
+
+    grid_row = 4
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(0.01))  # a weight, so that a checkpoint holds something
+
+    def sample_images(self, indices: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return (indices.float() * self.scale).view(-1, 1, 1, 1).expand(-1, 1, 28, 28), None
+
+
+def test_a_users_image_sampler_is_sampled_by_its_contract(tmp_path, data_dir):
+    cfg, runner, context = built("vae_mnist", tmp_path, data_dir, ["predict.num_samples=6", "predict.batch_size=4"])
+    runner.model = Shades()
+    torch.save({"state_dict": runner.model.state_dict()}, cfg.ckpt_path)
+    predict.Predict().check(runner, cfg)
+    assert predict.Predict().run(runner, context, cfg.ckpt_path)["predict/count"] == 6
+    files = sorted((context.output_dir / "predictions").glob("sample_*.png"))
+    assert [np.asarray(Image.open(f))[0, 0] for f in files] == [round(i * 0.01 * 255) for i in range(6)]
+    # 4 a row (the model's grid_row): 2 rows, 2-pixel borders, shown 2x
+    assert Image.open(context.output_dir / "predictions" / "grid.png").size == (2 * (4 * 30 + 2), 2 * (2 * 30 + 2))
 
 
 def test_generative_models_take_no_input(tmp_path, data_dir):
