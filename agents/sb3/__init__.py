@@ -10,9 +10,10 @@ observations, CnnPolicy for images, MlpPolicy otherwise).
 """
 
 from agents.sb3.any import SB3Algorithm
-from agents.sb3.base import SB3Agent, SB3Runner
+from agents.sb3.base import SB3Agent
 from agents.sb3.dqn import SB3DQN
 from agents.sb3.ppo import SB3PPO
+from agents.sb3.runner import SB3Runner
 from agents.sb3.sac import SB3SAC
 
 __all__ = ["SB3DQN", "SB3PPO", "SB3SAC", "SB3Agent", "SB3Algorithm", "SB3Runner"]

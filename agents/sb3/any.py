@@ -23,7 +23,8 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from agents.common.envs import EnvConfig
 from agents.common.hyperparameters import AgentConfig, keyword_init
-from agents.sb3.base import SB3Agent, check_observation_space, check_policy
+from agents.sb3.base import SB3Agent
+from agents.sb3.spaces import check_observation_space, check_policy
 from lab.checks import activation_class, check_choice, check_positive
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"A2C": A2C, "PPO": PPO, "DQN": DQN, "SAC": SAC, "TD3": TD3,

@@ -19,7 +19,8 @@ from agents.common.envs import EnvConfig, find_wrapper
 from agents.common.wrappers import NormalizeObservation
 from agents.sb3 import SB3DQN, SB3PPO, SB3Algorithm
 from agents.sb3.any import ALGORITHMS, constructor_keys, make_action_noise
-from agents.sb3.base import ACTION_SPACES, _ToLabLoggers, check_action_space, choose_policy, norm_obs_keys
+from agents.sb3.callbacks import _ToLabLoggers
+from agents.sb3.spaces import ACTION_SPACES, check_action_space, choose_policy, norm_obs_keys
 from lab.layout import RunLayout
 
 ADAM = functools.partial(torch.optim.Adam)

@@ -124,7 +124,7 @@ def box_actions_only(agent: str) -> bool:
     from hydra.utils import get_class
 
     from agents.sac import SAC
-    from agents.sb3.base import ACTION_SPACES
+    from agents.sb3.spaces import ACTION_SPACES
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         node = compose("config", overrides=["family=rl", f"agent={agent}"]).agent
