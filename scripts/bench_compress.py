@@ -23,7 +23,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
 import lab  # noqa: F401
-from lab.compress import Row, markdown
+from lab.compression.measure import Row, markdown
 from lab.layout import find_checkpoint, runs_under
 from lab.paths import CONFIG_DIR, ROOT
 from lab.run import run

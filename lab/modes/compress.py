@@ -1,4 +1,4 @@
-"""mode=prune and mode=export of a trained classifier (the work is lab.compress's; settings: `compress:`, each
+"""mode=prune and mode=export of a trained classifier (the work is lab.compression's; settings: `compress:`, each
 mode's own in conf/mode/prune.yaml and export.yaml)."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from lab.errors import building
 from lab.layout import RunLayout
 from lab.modes.base import load_weights, refuse
 
-if TYPE_CHECKING:  # lab.compress imports onnx and torch.ao: loaded when a mode runs
-    from lab.compress import Variants
+if TYPE_CHECKING:  # lab.compression imports onnx and torchao: loaded when a mode runs
+    from lab.compression.variants import Variants
 
 
 class CompressClassifier(Mode):
@@ -32,14 +32,14 @@ class CompressClassifier(Mode):
 
     @abstractmethod
     def variants(self) -> Variants:
-        """The function of lab.compress that makes this mode's variants of the fp32 model."""
+        """The function of lab.compression.variants that makes this mode's variants of the fp32 model."""
 
     @abstractmethod
     def files(self, layout: RunLayout) -> Path:
         """The folder of the run that the variants' files go to."""
 
     def run(self, runner: Runner, context: RunContext, ckpt_path: str | None) -> dict[str, float]:
-        from lab.compress import compress_classifier
+        from lab.compression.variants import compress_classifier
 
         assert isinstance(runner, DataModelRunner)
         model = load_weights(runner.model, ckpt_path, context.cfg.mode)
@@ -52,13 +52,13 @@ class Prune(CompressClassifier):
     fine-tuned for compress.finetune_epochs."""
 
     def check_settings(self, cfg: DictConfig) -> None:
-        from lab.compress import check_prune_settings
+        from lab.compression.pruning import check_prune_settings
 
         with building("compress"):
             check_prune_settings(cfg.compress.sparsities, cfg.compress.channel_ratios, cfg.compress.finetune_epochs)
 
     def variants(self) -> Variants:
-        from lab.compress import pruned_variants
+        from lab.compression.variants import pruned_variants
 
         return pruned_variants
 
@@ -70,13 +70,13 @@ class Export(CompressClassifier):
     """mode=export: the int8 model (compress.quantization) and the ONNX file run by onnxruntime (compress.onnx)."""
 
     def check_settings(self, cfg: DictConfig) -> None:
-        from lab.compress import check_export_settings
+        from lab.compression.quantization import check_export_settings
 
         with building("compress"):
             check_export_settings(cfg.compress.quantization)
 
     def variants(self) -> Variants:
-        from lab.compress import exported_variants
+        from lab.compression.variants import exported_variants
 
         return exported_variants
 

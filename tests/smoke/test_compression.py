@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from helpers import build, make_cfg
-from lab.compress import onnx_predictor, prunable, weight_sparsity
+from lab.compression.pruning import prunable, weight_sparsity
+from lab.compression.quantization import onnx_predictor
 from lab.errors import ConfigError
 from lab.modes.base import load_weights
 from lab.run import run

@@ -1,18 +1,17 @@
-"""lab.compress: magnitude pruning's known answers on every prunable kind of layer, and the settings' checks."""
+"""lab.compression: magnitude pruning's known answers on every prunable kind of layer, and the settings' checks."""
 
 import pytest
 import torch
 from torch import nn
 
-from lab.compress import (
-    check_export_settings,
+from lab.compression.pruning import (
     check_prune_settings,
     global_magnitude,
     make_permanent,
     prunable,
-    resolve_quantization,
     weight_sparsity,
 )
+from lab.compression.quantization import check_export_settings, resolve_quantization
 
 
 class Net(nn.Module):

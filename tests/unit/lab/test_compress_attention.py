@@ -4,7 +4,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from lab.compress import channel_skip, global_magnitude, make_permanent, prunable
+from lab.compression.pruning import channel_skip, global_magnitude, make_permanent, prunable
 
 
 def test_a_pruned_attention_uses_its_masked_out_projection_after_every_step():
