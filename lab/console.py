@@ -7,7 +7,7 @@ import logging
 import warnings
 from pathlib import Path
 
-from lab.layout import RunLayout
+from lab.layout import RunLayout, video_files
 
 
 class _DropMessages(logging.Filter):
@@ -49,7 +49,7 @@ def output_lines(run: RunLayout, best: str | None, wandb_dirs: list[Path]) -> li
     images = sorted(media.glob("*.png"), key=lambda p: p.stat().st_mtime) if media.is_dir() else []
     if images:
         lines.append(f"  media folder:     {media}")
-    videos = sorted(run.videos.glob("*.mp4"), key=lambda p: p.stat().st_mtime) if run.videos.is_dir() else []
+    videos = video_files(run.videos)
     if videos:
         lines.append(f"  last video:       {videos[-1]}")
     grids = [p for p in images if p.name.startswith("samples")]

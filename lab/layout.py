@@ -114,6 +114,13 @@ class RunLayout:
         return max(best or found, key=lambda p: p.stat().st_mtime) if found else None
 
 
+def video_files(folder: Path) -> list[Path]:
+    """The episode videos in `folder` (mp4, or gif where no mp4 encoder was found), oldest first by time: names
+    such as eval_step_10000 and eval_step_2000 do not sort by step."""
+    found = [*folder.glob("*.mp4"), *folder.glob("*.gif")] if folder.is_dir() else []
+    return sorted(found, key=lambda p: (p.stat().st_mtime, p.name))
+
+
 def runs_under(folder: Path) -> list[RunLayout]:
     """Every run folder below `folder` (itself included) that holds checkpoints, newest checkpoint first."""
     dirs = {p.parent for p in Path(folder).glob("**/checkpoints/*.ckpt") if p.is_file()}

@@ -32,7 +32,7 @@ from lab.aggregate import (
     performance_profiles,
     scores_by_configuration,
 )
-from lab.layout import RunLayout
+from lab.layout import RunLayout, video_files
 from lab.sweep import job_config, job_overrides, ranked, read_result
 from lab.tables import html_table
 
@@ -343,7 +343,7 @@ def samples_and_videos(ranked_runs: list[Run]) -> list[str]:
         for p in newest.values():
             media.append(f'<figure><img src="{_img(p)}">'
                          f"<figcaption>{html.escape(r.path.name)}: {html.escape(p.name)}</figcaption></figure>")
-        for v in sorted(layout.videos.glob("*.mp4"))[-1:] if layout.videos.is_dir() else []:
+        for v in [p for p in video_files(layout.videos) if p.suffix == ".mp4"][-1:]:  # gifs: no <video> of them
             media.append(f'<figure><video controls muted src="data:video/mp4;base64,'
                          f'{base64.b64encode(v.read_bytes()).decode()}"></video>'
                          f"<figcaption>{html.escape(r.path.name)}: {html.escape(v.name)}</figcaption></figure>")

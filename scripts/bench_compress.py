@@ -2,7 +2,7 @@
 
     python scripts/bench_compress.py                          # cnn_mnist, mlp_mnist, lstm_seqmnist
     python scripts/bench_compress.py cnn_mnist --train        # train first (otherwise: the newest run's checkpoint)
-    python scripts/bench_compress.py mlp_mnist -o compress.sparsities=[0.9]
+    python scripts/bench_compress.py mlp_mnist -o trainer.limit_test_batches=10   # an override for both modes
 
 For each experiment it takes the best checkpoint of its newest run under logs/<experiment>/ (or, with --train
 or when there is none, trains one with the experiment's defaults), then runs `mode=prune` and `mode=export` through lab.run.run (the

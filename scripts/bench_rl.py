@@ -66,11 +66,11 @@ def med(values: list[float]) -> float:
 
 
 def run_one(exp: str, agent: str, seed: int, run_dir: Path, threshold: float, env: dict[str, str],
-            overrides: list[str], own: bool) -> dict[str, float]:
+            overrides: list[str], lab_agent: bool) -> dict[str, float]:
     """Train one agent on one seed in its own process; its summary with the process's wall-clock time."""
     cmd = [sys.executable, "-m", "lab", f"experiment={exp}", f"agent={agent}", f"seed={seed}", "logger=csv",
            "agent.eval_freq=5000", "agent.eval_episodes=10", "agent.video=false", f"hydra.run.dir={run_dir}"]
-    if own:  # SB3's own loop has no Lightning callbacks (it refuses their settings)
+    if lab_agent:  # the lab's agents run under Lightning; SB3's loop has no callbacks (it refuses their settings)
         cmd.append("callbacks.progress_bar.plain=true")
     cmd += overrides
     t0 = time.perf_counter()
@@ -117,7 +117,7 @@ def main() -> None:
             for who in args.agents:
                 agent = algo if who == "ours" else SB3[algo]
                 s = run_one(exp, agent, seed, ROOT / "logs" / "bench_rl" / stamp / f"{exp}_{agent}_{seed}", threshold,
-                            env, [*threads, *args.override, *(args.ours if who == "ours" else [])], own=who == "ours")
+                            env, [*threads, *args.override, *(args.ours if who == "ours" else [])], lab_agent=who == "ours")
                 per_agent.setdefault(who, []).append(s)
         for who, runs in per_agent.items():
             solved = sum(not math.isnan(r["solve_step"]) for r in runs)

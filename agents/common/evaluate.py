@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -42,10 +41,6 @@ def evaluation_metrics(returns: np.ndarray, lengths: np.ndarray) -> dict[str, fl
     """eval/return (mean), eval/return_std (over all the episodes given) and eval/ep_len."""
     return {"eval/return": float(np.mean(returns)), "eval/return_std": float(np.std(returns)),
             "eval/ep_len": float(np.mean(lengths))}
-
-
-def video_files(video_dir: Path) -> list[Path]:
-    return sorted(video_dir.glob("*.mp4")) + sorted(video_dir.glob("*.gif"))
 
 
 def evaluation_lines(n_episodes: int, metrics: dict[str, float]) -> list[str]:

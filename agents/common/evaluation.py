@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from lightning.pytorch.loggers import Logger, WandbLogger
 
-from agents.common.evaluate import evaluate, evaluation_metrics, video_files
+from agents.common.evaluate import evaluate, evaluation_metrics
+from lab.layout import video_files
 
 if TYPE_CHECKING:
     from agents.common.hyperparameters import AgentConfig

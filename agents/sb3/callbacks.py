@@ -25,8 +25,6 @@ RENAME = {"rollout/ep_rew_mean": "rollout/ep_return", "rollout/ep_len_mean": "ro
           "train/value_loss": "train/v_loss", "rollout/exploration_rate": "train/epsilon"}
 
 
-
-
 class _ToLabLoggers(KVWriter):
     """SB3's logger output, every `log_interval` env steps, to the lab's loggers. With `clock` (the training
     seconds so far, evaluations excluded), time/sps is counted as our agents count it: SB3's fps includes the

@@ -7,9 +7,10 @@ from pathlib import Path
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig
 
-from agents.common.evaluate import evaluation_lines, video_files
+from agents.common.evaluate import evaluation_lines
 from agents.common.runner import build_env_and_agent
 from lab.contracts import RunContext, Runner
+from lab.layout import video_files
 
 
 class SB3Runner(Runner):

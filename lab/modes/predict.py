@@ -3,8 +3,8 @@
 - classifiers (lab.models.Classifier, any backbone; the DBN): predict.input (an image folder, an image, a .npy
   or .csv of examples; lab.modes.predict_inputs) -> predictions.csv: path or row, class, one probability per
   class; regressors (lab.models.Regressor on tabular data): one column per target, in the targets' units.
-- generative models (GAN / cGAN / WGAN-GP, VAE / conv VAE, RBM): predict.num_samples images, each as a PNG and
-  together as grid.png (logged as predict/samples).
+- generative models, any lab.contracts.ImageSampler (the lab's GAN / cGAN / WGAN-GP, VAE / conv VAE, RBM, or
+  one's own): predict.num_samples images, each as a PNG and together as grid.png (logged as predict/samples).
 - the lab's RL agents (AgentRunner): predict.episodes episodes -> episodes.csv (episode, return, length) and,
   with agent.video, a video of the first.
 """
@@ -27,7 +27,7 @@ from lab.checks import check_ints
 from lab.contracts import ImageSampler, Mode, RunContext, Runner, data_facts
 from lab.data_model_runner import DataModelRunner
 from lab.errors import ConfigError, building
-from lab.layout import RunLayout
+from lab.layout import RunLayout, video_files
 from lab.models import Classifier, Regressor
 from lab.modes.base import load_weights, refuse
 from lab.modes.predict_inputs import input_spec, read_input
@@ -35,7 +35,8 @@ from lab.modes.predict_inputs import input_spec, read_input
 log = logging.getLogger("lab")
 
 APPLIES_TO = ("classifiers (model=classifier, any backbone; model=dbn), regressors (model=regressor), generative "
-              "models (GAN, cGAN, WGAN-GP, VAE, conv VAE, RBM) and the lab's RL agents (agent=ppo | dqn | sac)")
+              "models (GAN, cGAN, WGAN-GP, VAE, conv VAE, RBM: any lab.contracts.ImageSampler) and the lab's RL agents "
+              "(agent=ppo | dqn | sac)")
 
 
 def _settings(cfg: DictConfig) -> DictConfig:
@@ -275,7 +276,6 @@ def _load_policy(runner: Runner, ckpt_path: str) -> None:
 def play_episodes(runner: Runner, context: RunContext, ckpt_path: str) -> dict[str, float]:
     from lightning.pytorch.loggers import WandbLogger
 
-    from agents.common.evaluate import video_files
 
     p = _settings(context.cfg)
     agent = runner.agent

@@ -8,7 +8,7 @@ from pathlib import Path
 from lab.validate import group_options
 
 SMOKE = Path(__file__).parent
-DERIVED_LISTS = ("EXPERIMENTS", "RL_EXPERIMENTS", "SAC_EXPERIMENTS", "GANS", "VAES")
+DERIVED_LISTS = ("EXPERIMENTS", "RL_EXPERIMENTS", "SAC_EXPERIMENTS", "GANS", "VAES", "SEQ2SEQ")
 
 
 def derived() -> set[str]:
@@ -24,8 +24,9 @@ def derived() -> set[str]:
 
 
 def test_every_experiment_is_run_by_a_smoke_test():
-    text = "\n".join(p.read_text() for p in SMOKE.glob("test_*.py"))
-    by_name = {e for e in group_options("experiment") if re.search(rf"experiment={e}\b|\"{e}\"", text)}
+    # a preset named in an override (`experiment=<name>`) of another smoke test; a name alone may be a refusal's
+    text = "\n".join(p.read_text() for p in SMOKE.glob("test_*.py") if p.name != Path(__file__).name)
+    by_name = {e for e in group_options("experiment") if re.search(rf"experiment={e}\b", text)}
     lists = derived()
     assert {"ppo_cartpole", "sac_pendulum", "gan_mnist", "vae_mnist", "cnn_mnist"} <= lists  # the lists are read
     assert set(group_options("experiment")) - by_name - lists == set()

@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from helpers import make_cfg
+from helpers import experiments_with, make_cfg
 from lab.errors import ConfigError
+from lab.models import Seq2Seq
 from lab.run import run
 
-SEQ2SEQ = ["seq2seq_reverse", "seq2seq_dates", "seq2seq_add", "transformer_dates"]
+SEQ2SEQ = experiments_with("model", Seq2Seq)
 
 
 @pytest.mark.parametrize("experiment", SEQ2SEQ)
