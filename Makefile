@@ -28,10 +28,11 @@ docs-serve: setup
 
 # The cluster tests need SLURM and PostgreSQL: scripts/cluster.sh starts them around pytest (installing the Debian
 # packages the first time) and stops them after, even when tests fail; ones that were already up are left up.
+# scripts/pytest_lanes.sh runs the cluster tests (mostly waiting on SLURM's clocks) beside the others.
 test: setup browser
 	$(BIN)/ruff check .
 	$(MKDOCS_BUILD)
-	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/cluster.sh run -- $(BIN)/python -m pytest -q -m "not gpu" $(PYTEST_ARGS)
+	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/cluster.sh run -- scripts/pytest_lanes.sh $(BIN)/python $(PYTEST_ARGS)
 
 # Only the tests marked `cluster`: SLURM jobs (sweeps, DDP, multi-node, preemption), Optuna on PostgreSQL.
 cluster-test: setup

@@ -49,8 +49,12 @@ def test_the_docs_show_tool_commands():
 @pytest.mark.parametrize("command", sorted(COMMANDS), ids=lambda c: c[:40])
 def test_tool_command(command, tmp_path, request):
     if command.startswith("make "):
-        targets = set(re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), flags=re.M))
-        assert set(command.split()[1:]) <= targets, f"{COMMANDS[command]}: {command}"
+        makefile = (ROOT / "Makefile").read_text()
+        targets = set(re.findall(r"^([\w-]+):", makefile, flags=re.M))
+        words = shlex.split(command)[1:]
+        assert {w for w in words if "=" not in w} <= targets, f"{COMMANDS[command]}: {command}"
+        for variable in (w.split("=")[0] for w in words if "=" in w):  # make test PYTEST_ARGS=...: a variable it reads
+            assert f"$({variable})" in makefile, f"{COMMANDS[command]}: {command}"
     elif command.startswith(".venv/bin/pytest"):
         args = shlex.split(command)[1:]
         markers = [args[i + 1] for i, a in enumerate(args) if a == "-m"]
