@@ -3,6 +3,7 @@ resume continues the newest run of the same experiment whose configuration match
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ NOT_CONFIGURATION = ("resume", "ckpt_path", "mode", "modes", "test", "paths", "l
                      "callbacks.progress_bar", "callbacks.preemption")
 
 
+@cache  # read once per process: resume compares every saved run's configuration
 def mode_settings() -> tuple[str, ...]:
     """The nodes the lab's mode files (conf/mode/*.yaml) hold besides `mode` and `modes`: the modes' settings, not
     the trained model's (only mode=train resumes, and runs saved before `mode` became a config group carry them

@@ -276,7 +276,6 @@ def _load_policy(runner: Runner, ckpt_path: str) -> None:
 def play_episodes(runner: Runner, context: RunContext, ckpt_path: str) -> dict[str, float]:
     from lightning.pytorch.loggers import WandbLogger
 
-
     p = _settings(context.cfg)
     agent = runner.agent
     folder = output_folder(p.output, context.output_dir, "agent")

@@ -22,11 +22,15 @@ def doc_files() -> list[Path]:
     return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
 
-def commands_of(path: Path) -> list[str]:
-    """The `python -m lab ...` lines of the file's fenced code blocks (any language tag), comments cut."""
+def fenced_lines(path: Path) -> list[str]:
+    """The lines of the file's fenced code blocks (any language tag), comments cut."""
     blocks = re.findall(r"^```[\w+-]*\n(.*?)^```", path.read_text(), flags=re.M | re.S)
-    lines = [line.split("#")[0].strip() for block in blocks for line in block.splitlines()]
-    return [line for line in lines if line.startswith("python -m lab ") and "--config-dir" not in line]
+    return [re.split(r"\s+#", line)[0].strip() for block in blocks for line in block.splitlines()]
+
+
+def commands_of(path: Path) -> list[str]:
+    """The `python -m lab ...` lines of the file's fenced code blocks."""
+    return [line for line in fenced_lines(path) if line.startswith("python -m lab ") and "--config-dir" not in line]
 
 
 def doc_commands() -> list[tuple[str, str]]:

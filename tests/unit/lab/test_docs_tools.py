@@ -8,23 +8,19 @@ import subprocess
 import sys
 
 import pytest
-from test_docs_commands import doc_files
+from test_docs_commands import doc_files, fenced_lines
 
 from lab.paths import ROOT
-
-FENCED = re.compile(r"^```[\w+-]*\n(.*?)^```", flags=re.M | re.S)
 
 
 def tool_commands() -> dict[str, str]:
     """command -> the first file that shows it: the fenced lines that start with a tool (not `python -m lab `)."""
     out: dict[str, str] = {}
     for path in doc_files():
-        for block in FENCED.findall(path.read_text()):
-            for line in block.splitlines():
-                command = re.split(r"\s+#", line)[0].strip()
-                if re.match(r"(make |python |scripts/|\.venv/bin/pytest)", command) and \
-                        not command.startswith("python -m lab "):
-                    out.setdefault(command, str(path.relative_to(ROOT)))
+        for command in fenced_lines(path):
+            if re.match(r"(make |python |scripts/|\.venv/bin/pytest)", command) and \
+                    not command.startswith("python -m lab "):
+                out.setdefault(command, str(path.relative_to(ROOT)))
     return out
 
 
