@@ -28,7 +28,7 @@ docs-serve: setup
 
 # The cluster tests need SLURM and PostgreSQL: scripts/cluster.sh starts them around pytest (installing the Debian
 # packages the first time) and stops them after, even when tests fail; ones that were already up are left up.
-# scripts/pytest_lanes.sh runs the cluster tests (mostly waiting on SLURM's clocks) beside the others.
+# scripts/pytest_lanes.sh runs tests/cluster (mostly waiting on SLURM's clocks), then tests/unit, beside the rest.
 test: setup browser
 	$(BIN)/ruff check .
 	$(MKDOCS_BUILD)
